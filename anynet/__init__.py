@@ -1,0 +1,46 @@
+"""anynet: one neural-network math, every array backend.
+
+The network math (forward pass, hand-derived backprop, losses, optimizers) is
+written once against the Python array API standard and runs unchanged on
+NumPy, array-api-strict, JAX, PyTorch and CuPy.
+"""
+
+from __future__ import annotations
+
+from . import activations, datasets, losses, random
+from .backend import (
+    BACKEND_NAMES,
+    Backend,
+    available_backends,
+    backend_of,
+    get_backend,
+    set_backend,
+    to_numpy,
+    use_backend,
+)
+from .errors import AnynetError, BackendError, DivergenceError, InputError
+from .network import Network
+from .training import History
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKEND_NAMES",
+    "AnynetError",
+    "Backend",
+    "BackendError",
+    "DivergenceError",
+    "History",
+    "InputError",
+    "Network",
+    "activations",
+    "available_backends",
+    "backend_of",
+    "datasets",
+    "get_backend",
+    "losses",
+    "random",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]

@@ -1,0 +1,259 @@
+"""Argument checks shared by every public entry point: one place, one style.
+
+Messages follow one pattern: ``"<argument> must be <expected>, got <received>"``.
+Array checks run in the array's own namespace, so they cost O(1) device syncs
+per call (a handful of reductions read back once), never one per element or step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .activations import Activation, get_activation
+from .backend import Backend, backend_of, to_numpy
+from .errors import BackendError, InputError
+from .losses import Loss, get_loss
+
+Array = Any
+
+
+def check_sizes(sizes: Any) -> list[int]:
+    """Layer widths: a sequence of at least two positive integers."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise InputError(
+            f"sizes must be a list of at least two positive integers, got {sizes!r}"
+        )
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise InputError(
+            f"sizes must be a list of at least two positive integers (inputs, ..., outputs), "
+            f"got {sizes!r}"
+        )
+    for index, size in enumerate(sizes):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise InputError(f"sizes[{index}] must be a positive integer, got {size!r}")
+    return [int(size) for size in sizes]
+
+
+def check_activations(activations: Any, n_layers: int, n_outputs: int) -> list[Activation]:
+    """One activation name per layer; softmax only on the output layer."""
+    if activations is None:
+        hidden = ["tanh"] * (n_layers - 1)
+        return [get_activation(name) for name in [*hidden, "sigmoid" if n_outputs == 1 else "softmax"]]
+    if isinstance(activations, str):
+        raise InputError(
+            f"activations must be a list of {n_layers} names (one per layer), "
+            f"got the string {activations!r}"
+        )
+    activations = list(activations)
+    if len(activations) != n_layers:
+        raise InputError(
+            f"activations must have one entry per layer ({n_layers}), "
+            f"got {len(activations)}: {activations!r}"
+        )
+    checked = [get_activation(name, f"activations[{i}]") for i, name in enumerate(activations)]
+    for index, activation in enumerate(checked[:-1]):
+        if activation.output_only:
+            raise InputError(
+                f"activations[{index}] must not be {activation.name!r}: "
+                "it is allowed on the output layer only"
+            )
+    return checked
+
+
+def check_loss(loss: Any, head: Activation, n_outputs: int) -> Loss:
+    """The loss, checked against the output activation it needs."""
+    if loss is None:
+        loss = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy"}.get(
+            head.name, "mse"
+        )
+    checked = get_loss(loss)
+    if checked.head is not None and checked.head != head.name:
+        raise InputError(
+            f"loss {checked.name!r} needs a {checked.head!r} output activation, "
+            f"got {head.name!r}"
+        )
+    if head.name == "softmax" and n_outputs < 2:
+        raise InputError(
+            f"a softmax output needs at least 2 units, got sizes[-1] = {n_outputs} "
+            "(use a sigmoid output for two classes)"
+        )
+    return checked
+
+
+def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    """A positive integer (bools refused)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """A finite number > 0 (bools refused)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _describe_array(array: Array) -> str:
+    kind = backend_of(array)
+    device = "" if kind == "numpy" else f" on {getattr(array, 'device', '?')}"
+    return f"a {kind} array{device}"
+
+
+def to_own_backend(value: Any, backend: Backend, name: str) -> tuple[Array, bool]:
+    """``value`` as a NumPy array (host data) or an array of ``backend``.
+
+    Returns the array and whether it still has to be moved to the device.
+    Arrays of another backend or device raise: anynet never copies them silently.
+    """
+    kind = backend_of(value)
+    if kind is None:
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise InputError(
+                f"{name} must be an array or a nested list of numbers, got {type(value).__name__} "
+                f"that NumPy cannot read as an array ({exc})"
+            ) from exc
+        kind = "numpy"
+    if kind == "numpy":
+        return value, backend.name != "numpy"
+    if backend.owns(value):
+        return value, False
+    raise BackendError(
+        f"{name} is {_describe_array(value)} but this network runs on {backend.describe()}; "
+        f"anynet does not copy between backends silently: move the network with "
+        f"net.to({kind!r}) or convert {name} explicitly with anynet.to_numpy({name})"
+    )
+
+
+def _check_numeric(array: Array, xp: Any, name: str, *, allow_bool: bool = False) -> None:
+    kinds = ("real floating", "integral", "bool") if allow_bool else ("real floating", "integral")
+    dtype = array.dtype
+    if isinstance(array, np.ndarray) and dtype.kind not in "biuf":
+        raise InputError(f"{name} must hold real numbers, got dtype {dtype}")
+    if not xp.isdtype(dtype, kinds):
+        raise InputError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
+def _check_finite(array: Array, xp: Any, name: str) -> None:
+    if not xp.isdtype(array.dtype, "real floating"):
+        return
+    bad = xp.logical_not(xp.isfinite(array))
+    n_bad = int(xp.sum(xp.astype(bad, xp.int32)))
+    if n_bad:
+        first = tuple(int(i) for i in np.argwhere(to_numpy(bad))[0])
+        raise InputError(
+            f"{name} must be finite, got {n_bad} NaN or infinite value(s), the first at {first}"
+        )
+
+
+def check_features(
+    X: Any, backend: Backend, n_features: int, dtype: str, name: str = "X"
+) -> Array:
+    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``."""
+    array, on_host = to_own_backend(X, backend, name)
+    xp = array_namespace(array)
+    _check_numeric(array, xp, name, allow_bool=True)
+    if array.ndim != 2:
+        hint = f" (use X.reshape(-1, {n_features}) for one sample per row)" if array.ndim == 1 else ""
+        raise InputError(
+            f"{name} must be 2-D (n_samples, n_features={n_features}), "
+            f"got shape {tuple(array.shape)}{hint}"
+        )
+    if array.shape[1] != n_features:
+        raise InputError(
+            f"{name} must have {n_features} feature column(s) (sizes[0]), "
+            f"got shape {tuple(array.shape)}"
+        )
+    if array.shape[0] == 0:
+        raise InputError(f"{name} must hold at least one sample, got shape {tuple(array.shape)}")
+    _check_finite(array, xp, name)
+    if on_host:
+        return backend.asarray(array, dtype)
+    wanted = backend.dtype(dtype)
+    return array if array.dtype == wanted else xp.astype(array, wanted)
+
+
+def check_targets(
+    y: Any, loss: Loss, n_outputs: int, n_samples: int, backend: Backend, dtype: str,
+    name: str = "y",
+) -> Array:
+    """Targets as a float array ``(n_samples, n_outputs)`` on the backend's device.
+
+    Binary cross-entropy takes 0/1 labels ``(n,)`` or ``(n, n_outputs)``;
+    categorical cross-entropy takes integer labels ``(n,)`` in ``[0, n_outputs)``
+    or one-hot / probability rows ``(n, n_outputs)`` summing to one; mse takes
+    values ``(n,)`` (one output) or ``(n, n_outputs)``.
+    """
+    array, on_host = to_own_backend(y, backend, name)
+    xp = array_namespace(array)
+    _check_numeric(array, xp, name, allow_bool=True)
+    if xp.isdtype(array.dtype, "bool"):
+        array = xp.astype(array, xp.int32)
+    if array.ndim not in (1, 2) or array.shape[0] != n_samples:
+        raise InputError(
+            f"{name} must have shape ({n_samples},) or ({n_samples}, {n_outputs}) "
+            f"to match X's {n_samples} samples, got shape {tuple(array.shape)}"
+        )
+    _check_finite(array, xp, name)
+    if loss.name == "categorical_crossentropy" and array.ndim == 1:
+        array = _one_hot(array, xp, n_outputs, name)
+    elif array.ndim == 1:
+        if n_outputs != 1:
+            raise InputError(
+                f"{name} must have shape ({n_samples}, {n_outputs}) for {n_outputs} outputs, "
+                f"got shape {tuple(array.shape)}"
+            )
+        array = xp.reshape(array, (n_samples, 1))
+    elif array.shape[1] != n_outputs:
+        raise InputError(
+            f"{name} must have {n_outputs} column(s) (sizes[-1]), got shape {tuple(array.shape)}"
+        )
+    if loss.name == "binary_crossentropy":
+        ok = xp.all(xp.logical_or(array == 0, array == 1))
+        if not bool(ok):
+            values = np.unique(to_numpy(array))
+            raise InputError(
+                f"{name} must hold 0/1 labels for binary_crossentropy, got values "
+                f"{values[:10].tolist()}{' ...' if values.size > 10 else ''}"
+            )
+    if loss.name == "categorical_crossentropy" and xp.isdtype(array.dtype, "real floating"):
+        sums = xp.sum(array, axis=1)
+        ok = xp.logical_and(xp.all(array >= 0), xp.all(xp.abs(sums - 1) <= 1e-6 * n_outputs))
+        if not bool(ok):
+            row = int(np.argmax(np.abs(to_numpy(sums) - 1)))
+            raise InputError(
+                f"{name} rows must be one-hot (or probabilities summing to one) for "
+                f"categorical_crossentropy, got row {row} = {to_numpy(array)[row].tolist()}"
+            )
+    if on_host:
+        return backend.asarray(array, dtype)
+    return xp.astype(array, backend.dtype(dtype))
+
+
+def _one_hot(labels: Array, xp: Any, n_classes: int, name: str) -> Array:
+    if xp.isdtype(labels.dtype, "real floating"):
+        if not bool(xp.all(labels == xp.round(labels))):
+            raise InputError(f"{name} must hold integer class labels, got non-integer values")
+    low, high = xp.min(labels), xp.max(labels)
+    if not (bool(low >= 0) and bool(high < n_classes)):
+        raise InputError(
+            f"{name} must hold class labels in [0, {n_classes}) (sizes[-1] = {n_classes}), "
+            f"got values from {to_numpy(low).item()} to {to_numpy(high).item()}"
+        )
+    classes = xp.arange(n_classes, device=labels.device)
+    return xp.astype(labels[:, None] == xp.astype(classes, labels.dtype), xp.int32)

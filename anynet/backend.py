@@ -1,0 +1,522 @@
+"""Backends: names to array namespaces and devices, selection, and conversion.
+
+This is the only module that knows backend libraries by name. Each one is
+imported lazily, the first time it is asked for, so ``import anynet`` needs
+nothing but NumPy and array-api-compat.
+
+Selection order for the backend of a new network: an explicit ``backend=`` /
+``device=`` argument, else the innermost :func:`use_backend` block (a
+``contextvars`` variable, so threads and asyncio tasks do not see each other's
+blocks), else :func:`set_backend`, else the environment variables
+``ANYNET_BACKEND`` / ``ANYNET_DEVICE``, else ``"numpy"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .errors import BackendError, InputError
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "available_backends",
+    "backend_of",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+    "to_numpy",
+]
+
+#: Every backend anynet knows, in the order tests and tables list them.
+BACKEND_NAMES: tuple[str, ...] = ("numpy", "array_api_strict", "jax", "torch", "cupy")
+
+_INSTALL_HINTS = {
+    "numpy": "pip install numpy",
+    "array_api_strict": "pip install array-api-strict",
+    "jax": "pip install 'jax[cpu]' (or 'jax[cuda12]' for NVIDIA GPUs)",
+    "torch": "pip install torch",
+    "cupy": "pip install cupy-cuda12x (needs an NVIDIA GPU and CUDA driver)",
+}
+
+_FLOAT_DTYPES = ("float32", "float64")
+_DEVICE_PATTERN = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
+
+
+def _import(name: str) -> Any:
+    """Import backend library ``name`` or raise a BackendError saying how to install it."""
+    module_name = {"array_api_strict": "array_api_strict"}.get(name, name)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendError(
+            f"backend {name!r} is not installed ({exc}); install it with: {_INSTALL_HINTS[name]}"
+        ) from exc
+
+
+def _parse_device_string(device: str) -> tuple[str, int | None] | None:
+    """Split ``"gpu:1"`` into ``("gpu", 1)``; None for strings of another form."""
+    match = _DEVICE_PATTERN.match(device.strip().lower())
+    if match is None:
+        return None
+    kind = "gpu" if match.group(1) == "cuda" else match.group(1)
+    index = None if match.group(2) is None else int(match.group(2))
+    return kind, index
+
+
+class Backend:
+    """One array library on one device.
+
+    Instances are obtained from :func:`get_backend` and cached, so two
+    networks on the same backend and device share one instance.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`BACKEND_NAMES`.
+    device : object
+        The library's own device object (``"cpu"`` for NumPy).
+    xp : module
+        The array-API namespace used by the math.
+    """
+
+    name: str = ""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.xp = self._namespace()
+
+    # -- per-library hooks, overridden below ---------------------------------
+    def _namespace(self) -> Any:
+        raise NotImplementedError
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        """Move a NumPy array to this backend's device (dtype kept)."""
+        raise NotImplementedError
+
+    def owns(self, array: Any) -> bool:
+        """Whether ``array`` is an array of this backend on this device."""
+        return backend_of(array) == self.name and _same_device(
+            array_api_compat.device(array), self.device
+        )
+
+    def float64_problem(self) -> str | None:
+        """Why float64 cannot be used here, or None when it can."""
+        return None
+
+    def jit(self, function: Callable, **options: Any) -> Callable:
+        """Compile ``function`` where the backend can; identity elsewhere."""
+        return function
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing); a no-op on synchronous backends."""
+
+    # -- shared behaviour ----------------------------------------------------
+    def dtype(self, name: str) -> Any:
+        """The backend dtype for ``"float32"`` or ``"float64"``, checking it is usable."""
+        if name not in _FLOAT_DTYPES:
+            raise InputError(f"dtype must be one of {list(_FLOAT_DTYPES)}, got {name!r}")
+        if name == "float64":
+            problem = self.float64_problem()
+            if problem is not None:
+                raise BackendError(problem)
+        return getattr(self.xp, name)
+
+    @property
+    def int_dtype(self) -> Any:
+        """The backend's default integer dtype (int64, or int32 on JAX without x64)."""
+        return self.xp.__array_namespace_info__().default_dtypes(device=self.device)["integral"]
+
+    def asarray(self, host: Any, dtype: str | None = None, copy: bool = False) -> Any:
+        """Move host data (NumPy array, list, scalar) to this backend's device.
+
+        Parameters
+        ----------
+        host : array_like
+            NumPy array or nested sequence; never an array of another backend.
+        dtype : {"float32", "float64"}, optional
+            Cast on the host first, so every backend receives identical bits.
+        copy : bool
+            Copy even where the backend could share the host memory (NumPy).
+        """
+        array = np.array(host, copy=True) if copy else np.asarray(host)
+        if dtype is not None:
+            self.dtype(dtype)
+            array = array.astype(dtype, copy=False)
+        return self._from_host(array)
+
+    def describe(self) -> str:
+        """Human-readable ``"name (device)"``."""
+        return f"{self.name} ({_device_text(self.device)})"
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={_device_text(self.device)!r})"
+
+
+class _NumpyBackend(Backend):
+    name = "numpy"
+
+    def _namespace(self) -> Any:
+        return array_api_compat.array_namespace(np.empty(0))
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        return host
+
+    def owns(self, array: Any) -> bool:
+        return isinstance(array, np.ndarray)
+
+    @staticmethod
+    def resolve_device(device: Any) -> Any:
+        if device is None or (isinstance(device, str) and device.strip().lower() == "cpu"):
+            return "cpu"
+        raise BackendError(f"device {device!r} does not exist on backend 'numpy'; devices: ['cpu']")
+
+
+class _StrictBackend(Backend):
+    name = "array_api_strict"
+
+    def _namespace(self) -> Any:
+        return _import("array_api_strict")
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        return self.xp.asarray(host, device=self.device)
+
+    @staticmethod
+    def resolve_device(device: Any) -> Any:
+        strict = _import("array_api_strict")
+        devices = list(strict.__array_namespace_info__().devices())
+        if device is None or (isinstance(device, str) and device.strip().lower() == "cpu"):
+            return strict.Device("CPU_DEVICE")
+        if isinstance(device, str):
+            for candidate in devices:
+                if str(candidate) == device or candidate == strict.Device(device):
+                    return candidate
+        elif device in devices:
+            return device
+        raise BackendError(
+            f"device {device!r} does not exist on backend 'array_api_strict'; "
+            f"devices: ['cpu'] + {devices}"
+        )
+
+
+class _JaxBackend(Backend):
+    name = "jax"
+
+    def _namespace(self) -> Any:
+        return _import("jax").numpy
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        return _import("jax").device_put(host, self.device)
+
+    def float64_problem(self) -> str | None:
+        jax = _import("jax")
+        if jax.config.read("jax_enable_x64"):
+            return None
+        return (
+            "dtype='float64' on backend 'jax' needs JAX's 64-bit mode, which is off: "
+            "set the environment variable JAX_ENABLE_X64=1 before Python starts, or call "
+            "jax.config.update('jax_enable_x64', True) before creating arrays; "
+            "or use dtype='float32'. anynet never flips this switch for you."
+        )
+
+    def jit(self, function: Callable, **options: Any) -> Callable:
+        return _import("jax").jit(function, **options)
+
+    def synchronize(self) -> None:
+        _import("jax").effects_barrier()
+
+    @staticmethod
+    def resolve_device(device: Any) -> Any:
+        jax = _import("jax")
+        if device is None:
+            return jax.devices()[0]
+        if not isinstance(device, str):
+            if device in jax.devices() or device in jax.devices("cpu"):
+                return device
+            raise BackendError(_no_device("jax", device, _jax_all_devices(jax)))
+        parsed = _parse_device_string(device)
+        if parsed is None:
+            raise BackendError(_no_device("jax", device, _jax_all_devices(jax)))
+        kind, index = parsed
+        try:
+            candidates = jax.devices(kind)
+        except RuntimeError:
+            candidates = []
+        if index is None:
+            index = 0
+        if index >= len(candidates):
+            raise BackendError(_no_device("jax", device, _jax_all_devices(jax)))
+        return candidates[index]
+
+
+def _jax_all_devices(jax: Any) -> list[str]:
+    found = []
+    for kind in ("cpu", "gpu"):
+        try:
+            found += [f"{kind}:{i}" for i, _ in enumerate(jax.devices(kind))]
+        except RuntimeError:
+            pass
+    return found
+
+
+class _TorchBackend(Backend):
+    name = "torch"
+
+    def _namespace(self) -> Any:
+        return array_api_compat.array_namespace(_import("torch").empty(0))
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        torch = _import("torch")
+        if not host.flags.writeable:
+            host = host.copy()  # torch warns on read-only memory
+        return torch.from_numpy(np.ascontiguousarray(host)).to(self.device)
+
+    def synchronize(self) -> None:
+        torch = _import("torch")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @staticmethod
+    def resolve_device(device: Any) -> Any:
+        torch = _import("torch")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        existing = ["cpu"] + [f"gpu:{i}" for i in range(count)]
+        if device is None:
+            return torch.device("cpu")
+        if isinstance(device, torch.device):
+            if device.type == "cpu" or (device.type == "cuda" and (device.index or 0) < count):
+                return device
+            raise BackendError(_no_device("torch", device, existing))
+        parsed = _parse_device_string(str(device)) if isinstance(device, str) else None
+        if parsed is None:
+            raise BackendError(_no_device("torch", device, existing))
+        kind, index = parsed
+        if kind == "cpu":
+            return torch.device("cpu")
+        index = 0 if index is None else index
+        if index >= count:
+            raise BackendError(_no_device("torch", device, existing))
+        return torch.device("cuda", index)
+
+
+class _CupyBackend(Backend):
+    name = "cupy"
+
+    def _namespace(self) -> Any:
+        return array_api_compat.array_namespace(_import("cupy").empty(0))
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        cupy = _import("cupy")
+        with self.device:
+            return cupy.asarray(host)
+
+    def synchronize(self) -> None:
+        self.device.synchronize()
+
+    @staticmethod
+    def resolve_device(device: Any) -> Any:
+        cupy = _import("cupy")
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDA driver missing or broken
+            raise BackendError(
+                f"backend 'cupy' is installed but no CUDA device answers ({exc}); "
+                "use another backend (see anynet.available_backends())"
+            ) from exc
+        existing = [f"gpu:{i}" for i in range(count)]
+        if isinstance(device, cupy.cuda.Device):
+            if device.id < count:
+                return device
+            raise BackendError(_no_device("cupy", device, existing))
+        parsed = ("gpu", None) if device is None else None
+        if isinstance(device, str):
+            parsed = _parse_device_string(device)
+        if parsed is None or parsed[0] == "cpu":
+            raise BackendError(_no_device("cupy", device, existing))
+        index = 0 if parsed[1] is None else parsed[1]
+        if index >= count:
+            raise BackendError(_no_device("cupy", device, existing))
+        return cupy.cuda.Device(index)
+
+
+_BACKEND_CLASSES: dict[str, type[Backend]] = {
+    cls.name: cls
+    for cls in (_NumpyBackend, _StrictBackend, _JaxBackend, _TorchBackend, _CupyBackend)
+}
+
+
+def _no_device(name: str, device: Any, existing: list[str]) -> str:
+    return f"device {device!r} does not exist on backend {name!r}; devices found: {existing}"
+
+
+def _device_text(device: Any) -> str:
+    text = str(device)
+    return {"CpuDevice(id=0)": "cpu:0"}.get(text, text)
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return str(a) == str(b)
+
+
+# -- selection -----------------------------------------------------------------
+
+_context_choice: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
+    "anynet_backend", default=None
+)
+_process_choice: tuple[str, Any] | None = None
+_cache: dict[tuple[str, str], Backend] = {}
+_cache_lock = threading.Lock()
+
+
+def _check_name(name: Any, source: str) -> str:
+    if isinstance(name, str) and name.strip().lower().replace("-", "_") in BACKEND_NAMES:
+        return name.strip().lower().replace("-", "_")
+    raise BackendError(f"{source} must be one of {list(BACKEND_NAMES)}, got {name!r}")
+
+
+def _instantiate(name: str, device: Any) -> Backend:
+    cls = _BACKEND_CLASSES[name]
+    resolved = cls.resolve_device(device)  # type: ignore[attr-defined]
+    key = (name, f"{type(resolved).__name__}:{resolved!r}")
+    with _cache_lock:
+        backend = _cache.get(key)
+        if backend is None:
+            backend = cls(resolved)
+            _cache[key] = backend
+    return backend
+
+
+def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
+    """Resolve a backend name and device to a :class:`Backend`.
+
+    Parameters
+    ----------
+    name : str or Backend, optional
+        ``"numpy"``, ``"array_api_strict"``, ``"jax"``, ``"torch"`` or ``"cupy"``.
+        None takes the default: :func:`use_backend` block, else
+        :func:`set_backend`, else ``ANYNET_BACKEND``, else ``"numpy"``.
+    device : str or device object, optional
+        ``"cpu"``, ``"gpu"`` / ``"cuda"``, ``"gpu:1"``, or the library's own device
+        object. None takes the default device that goes with the chosen backend.
+
+    Raises
+    ------
+    BackendError
+        Unknown name, backend not installed (the message says how to install it),
+        or a device that does not exist (the message lists those that do).
+    """
+    if isinstance(name, Backend):
+        return name if device is None else _instantiate(name.name, device)
+    if name is not None:
+        return _instantiate(_check_name(name, "backend"), device)
+    choice = _context_choice.get() or _process_choice
+    if choice is None:
+        env_name = os.environ.get("ANYNET_BACKEND", "").strip()
+        env_device = os.environ.get("ANYNET_DEVICE", "").strip() or None
+        if env_name:
+            choice = (_check_name(env_name, "environment variable ANYNET_BACKEND"), env_device)
+        else:
+            choice = ("numpy", env_device)
+    chosen_name, chosen_device = choice
+    return _instantiate(chosen_name, chosen_device if device is None else device)
+
+
+def set_backend(name: str | None, device: Any = None) -> Backend | None:
+    """Set the process-wide default backend (``None`` restores the environment/NumPy default).
+
+    The backend is imported and the device checked at once, so a typo fails here.
+    """
+    global _process_choice
+    if name is None:
+        _process_choice = None
+        return None
+    backend = get_backend(name, device)
+    _process_choice = (backend.name, backend.device)
+    return backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
+    """Context manager making ``name``/``device`` the default inside the block.
+
+    Safe across threads and asyncio tasks: the choice lives in a
+    ``contextvars.ContextVar``.
+
+    Examples
+    --------
+    >>> import anynet as an
+    >>> with an.use_backend("numpy"):
+    ...     net = an.Network([2, 3, 1], seed=0)
+    """
+    backend = get_backend(name, device)
+    token = _context_choice.set((backend.name, backend.device))
+    try:
+        yield backend
+    finally:
+        _context_choice.reset(token)
+
+
+def available_backends() -> list[str]:
+    """Backends that import and can compute here, in :data:`BACKEND_NAMES` order.
+
+    CuPy is listed only where a CUDA device answers.
+    """
+    found = []
+    for name in BACKEND_NAMES:
+        try:
+            get_backend(name)
+        except BackendError:
+            continue
+        except Exception:  # a broken install counts as unavailable, never as a crash
+            continue
+        found.append(name)
+    return found
+
+
+# -- conversion ----------------------------------------------------------------
+
+
+def backend_of(array: Any) -> str | None:
+    """Name of the backend that ``array`` belongs to, or None for non-arrays (lists, scalars)."""
+    if isinstance(array, np.ndarray):
+        return "numpy"
+    if array_api_compat.is_torch_array(array):
+        return "torch"
+    if array_api_compat.is_jax_array(array):
+        return "jax"
+    if array_api_compat.is_cupy_array(array):
+        return "cupy"
+    if type(array).__module__.startswith("array_api_strict"):
+        return "array_api_strict"
+    return None
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """Copy an array of any backend (or a list or scalar) to a NumPy array on the host.
+
+    This is the explicit, visible device-to-host transfer; anynet never does it
+    silently inside the math.
+    """
+    kind = backend_of(array)
+    if kind == "torch":
+        return array.numpy(force=True)
+    if kind == "cupy":
+        return array.get()
+    if kind == "array_api_strict":
+        strict = _import("array_api_strict")
+        on_cpu = strict.asarray(array, device=strict.Device("CPU_DEVICE"))
+        return np.asarray(on_cpu)
+    return np.asarray(array)

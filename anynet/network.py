@@ -1,0 +1,360 @@
+"""Network: a spec, a params dict and a backend, with a scikit-learn-like surface.
+
+Public data is rows-are-samples, ``X`` of shape ``(n_samples, n_features)``.
+The math in :mod:`anynet.model` keeps the tutorial's ``(features, samples)``
+layout; the transposes here are views, not copies.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from . import model
+from ._validation import (
+    check_activations,
+    check_features,
+    check_loss,
+    check_positive_float,
+    check_positive_int,
+    check_sizes,
+    check_targets,
+)
+from .backend import Backend, backend_of, get_backend, to_numpy
+from .errors import DivergenceError, InputError
+from .random import init_params
+from .training import History, run_steps
+
+__all__ = ["Network"]
+
+Array = Any
+
+# Compiled (or plain) training steps, one per (backend, spec): JAX compiles once per
+# shape and reuses it across fit calls and networks.
+_STEP_CACHE: dict[tuple[Backend, model.Spec], Any] = {}
+
+
+class Network:
+    """A fully connected network whose math runs unchanged on every array backend.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths, inputs first: ``[2, 4, 1]`` is the tutorial's 2-4-1 network.
+    activations : list of str, optional
+        One per layer (``len(sizes) - 1``): ``"tanh"``, ``"sigmoid"``, ``"relu"``,
+        ``"leaky_relu"``, ``"identity"``, or ``"softmax"`` (output only). Default:
+        tanh hidden layers and a sigmoid (one output) or softmax output.
+    loss : str, optional
+        ``"binary_crossentropy"`` (sigmoid output), ``"categorical_crossentropy"``
+        (softmax output) or ``"mse"``. Default: the one that matches the output.
+    init : {"normal", "xavier", "he"}
+        Weight initialiser, drawn on the host (see :func:`anynet.random.init_params`).
+    init_scale : float, optional
+        Multiplier of the initial weights; default 0.01 for ``normal`` (the tutorial's).
+    seed : int, optional
+        Same seed, same initial weights, bit for bit, on every backend.
+    dtype : {"float32", "float64"}
+        Floating dtype of parameters and computation.
+    backend : str, optional
+        ``"numpy"``, ``"array_api_strict"``, ``"jax"``, ``"torch"``, ``"cupy"``; default
+        from :func:`anynet.use_backend`, :func:`anynet.set_backend`, ``ANYNET_BACKEND``, numpy.
+    device : str or device object, optional
+        ``"cpu"``, ``"gpu"``, ``"gpu:1"`` or the backend's own device object.
+
+    Examples
+    --------
+    >>> import anynet as an
+    >>> X, y = an.datasets.planar_flower()
+    >>> net = an.Network([2, 4, 1], ["tanh", "sigmoid"], seed=0, dtype="float64")
+    >>> history = net.fit(X, y, epochs=1000, lr=1.2)
+    >>> round(net.score(X, y), 2) > 0.8
+    True
+    """
+
+    def __init__(
+        self,
+        sizes: list[int],
+        activations: list[str] | None = None,
+        loss: str | None = None,
+        *,
+        init: str = "normal",
+        init_scale: float | None = None,
+        seed: int | None = None,
+        dtype: str = "float32",
+        backend: str | Backend | None = None,
+        device: Any = None,
+    ) -> None:
+        self.sizes = check_sizes(sizes)
+        checked = check_activations(activations, len(self.sizes) - 1, self.sizes[-1])
+        self.spec = model.Spec(tuple(checked), check_loss(loss, checked[-1], self.sizes[-1]))
+        self.backend = get_backend(backend, device)
+        self.backend.dtype(dtype)  # raises early for unknown dtypes or JAX without x64
+        self.dtype = dtype
+        self.init, self.init_scale, self.seed = init, init_scale, seed
+        host = init_params(self.sizes, init, init_scale, seed)
+        self._params = {key: self.backend.asarray(value, dtype) for key, value in host.items()}
+
+    # -- description -----------------------------------------------------------
+    @property
+    def activations(self) -> list[str]:
+        """Activation names, one per layer."""
+        return [activation.name for activation in self.spec.activations]
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the training loss."""
+        return self.spec.loss.name
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the output is a sigmoid or softmax classifier (else regression)."""
+        return self.spec.activations[-1].name in ("sigmoid", "softmax")
+
+    def __repr__(self) -> str:
+        return (
+            f"Network({self.sizes}, activations={self.activations}, loss={self.loss_name!r}, "
+            f"dtype={self.dtype!r}, backend={self.backend.name!r}, "
+            f"device={str(self.backend.device)!r})"
+        )
+
+    # -- parameters ------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, Array]:
+        """The parameters ``W1, b1, ...`` as arrays of the network's backend (a new dict)."""
+        return dict(self._params)
+
+    def set_params(self, params: Mapping[str, Any]) -> Network:
+        """Replace the parameters.
+
+        Parameters
+        ----------
+        params : mapping of str to array_like
+            Exactly the keys of :attr:`params`, each of the same shape; arrays of any
+            backend, NumPy arrays or nested lists. Values are copied (and cast to the
+            network's dtype), so later changes to the inputs do not leak in.
+
+        Returns
+        -------
+        Network
+            ``self``, for chaining.
+        """
+        if not isinstance(params, Mapping):
+            raise InputError(f"params must be a dict of arrays, got {type(params).__name__}")
+        expected = list(self._params)
+        if sorted(params) != sorted(expected):
+            raise InputError(f"params must have exactly the keys {expected}, got {list(params)}")
+        new = {}
+        for key in expected:
+            value = params[key]
+            shape = tuple(self._params[key].shape)
+            if backend_of(value) not in (None, "numpy") and self.backend.owns(value):
+                xp = array_namespace(value)
+                got = tuple(value.shape)
+                ok_shape = got == shape
+                finite = ok_shape and bool(xp.all(xp.isfinite(value)))
+                moved = xp.astype(value, self.backend.dtype(self.dtype), copy=True)
+            else:
+                try:
+                    host = np.asarray(to_numpy(value), dtype=np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise InputError(
+                        f"params[{key!r}] must be an array of numbers, got {type(value).__name__}"
+                    ) from exc
+                got = host.shape
+                ok_shape = got == shape
+                finite = ok_shape and bool(np.all(np.isfinite(host)))
+                moved = self.backend.asarray(host, self.dtype, copy=True) if ok_shape else None
+            if not ok_shape:
+                raise InputError(f"params[{key!r}] must have shape {shape}, got {got}")
+            if not finite:
+                raise InputError(f"params[{key!r}] must be finite, got NaN or infinite values")
+            new[key] = moved
+        self._params = new
+        return self
+
+    # -- computation -----------------------------------------------------------
+    def _inputs(self, X: Any) -> Array:
+        """X checked and moved, transposed to the internal (features, samples) layout."""
+        return check_features(X, self.backend, self.sizes[0], self.dtype).T
+
+    def _targets(self, y: Any, n_samples: int) -> Array:
+        t = check_targets(
+            y, self.spec.loss, self.sizes[-1], n_samples, self.backend, self.dtype
+        )
+        return t.T
+
+    def _forward(self, x: Array) -> Array:
+        return model.forward(self._params, x, self.spec, self.backend.xp)[0]
+
+    def forward(self, X: Any) -> Array:
+        """Output activations ``(n_samples, n_outputs)`` for inputs ``X (n_samples, n_features)``.
+
+        An array of the network's backend and device, in the network's dtype.
+        """
+        return self._forward(self._inputs(X)).T
+
+    def loss(self, X: Any, y: Any) -> float:
+        """Mean loss over the samples (see :mod:`anynet.losses` for the definitions)."""
+        x = self._inputs(X)
+        value, _ = self._loss_and_gradients(x, self._targets(y, x.shape[1]))
+        return float(to_numpy(value))
+
+    def gradients(self, X: Any, y: Any) -> dict[str, Array]:
+        """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
+
+        Returns a dict with the keys and shapes of :attr:`params`.
+        """
+        x = self._inputs(X)
+        return self._loss_and_gradients(x, self._targets(y, x.shape[1]))[1]
+
+    def _loss_and_gradients(self, x: Array, t: Array) -> tuple[Array, dict[str, Array]]:
+        return model.loss_and_gradients(self._params, x, t, self.spec, self.backend.xp)
+
+    def _compiled_step(self) -> Any:
+        key = (self.backend, self.spec)
+        step = _STEP_CACHE.get(key)
+        if step is None:
+            plain = functools.partial(model.sgd_step, spec=self.spec, xp=self.backend.xp)
+            step = self.backend.jit(plain)
+            _STEP_CACHE[key] = step
+        return step
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = 1000,
+        lr: float = 0.01,
+        verbose: int = 0,
+    ) -> History:
+        """Train by full-batch gradient descent, as the tutorial does.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+            Labels or values, as the loss expects (see :meth:`loss`).
+        epochs : int
+            Number of gradient steps over the whole data.
+        lr : float
+            Learning rate.
+        verbose : int
+            Print the loss every ``verbose`` epochs (0: silent).
+
+        Returns
+        -------
+        History
+            ``history.loss[i]`` is the cost before update ``i``, as in the tutorial.
+
+        Raises
+        ------
+        DivergenceError
+            The loss became NaN or infinite; the network keeps the parameters of
+            the last epoch with a finite loss.
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        lr = check_positive_float(lr, "lr")
+        verbose = 0 if verbose is False else verbose
+        if verbose is True:
+            verbose = max(epochs // 10, 1)
+        check_positive_int(verbose, "verbose", allow_none=False) if verbose else None
+        x = self._inputs(X)
+        t = self._targets(y, x.shape[1])
+        lr_array = self.backend.asarray(np.asarray(lr), self.dtype)
+        step = self._compiled_step()
+        try:
+            params, history = run_steps(
+                lambda params: step(params, x, t, lr_array),
+                self._params,
+                epochs,
+                self.backend,
+                verbose=verbose,
+            )
+        except DivergenceError as error:
+            self._params = error.params
+            raise
+        self._params = params
+        return history
+
+    # -- prediction ------------------------------------------------------------
+    def predict_proba(self, X: Any) -> Array:
+        """Class probabilities.
+
+        Returns
+        -------
+        array
+            ``(n_samples, 2)`` with columns ``P(y=0), P(y=1)`` for a single sigmoid
+            output (as scikit-learn), ``(n_samples, n_outputs)`` otherwise.
+        """
+        if not self.is_classifier:
+            raise InputError(
+                f"predict_proba needs a sigmoid or softmax output, this network's output is "
+                f"{self.activations[-1]!r} (a regressor): use predict"
+            )
+        a = self._forward(self._inputs(X))
+        if self.spec.activations[-1].name == "sigmoid" and self.sizes[-1] == 1:
+            a = self.backend.xp.concat([1 - a, a], axis=0)
+        return a.T
+
+    def predict(self, X: Any) -> Array:
+        """Predictions: labels for classifiers, values for regressors.
+
+        Returns
+        -------
+        array
+            Sigmoid output: 0/1 labels at threshold 0.5, shape ``(n_samples,)`` (one
+            output) or ``(n_samples, n_outputs)``; softmax: the argmax class ``(n_samples,)``;
+            otherwise the output values, ``(n_samples,)`` for one output.
+            Integer arrays use the backend's default integer dtype.
+        """
+        return self._predict(self._forward(self._inputs(X)))
+
+    def _predict(self, a: Array) -> Array:
+        xp, head = self.backend.xp, self.spec.activations[-1].name
+        if head == "softmax":
+            return xp.astype(xp.argmax(a, axis=0), self.backend.int_dtype)
+        if head == "sigmoid":
+            labels = xp.astype(a > 0.5, self.backend.int_dtype)
+        else:
+            labels = a
+        return labels[0, :] if self.sizes[-1] == 1 else labels.T
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors)."""
+        xp = self.backend.xp
+        x = self._inputs(X)
+        t = self._targets(y, x.shape[1])
+        a = self._forward(x)
+        head = self.spec.activations[-1].name
+        if head == "softmax":
+            hits = xp.argmax(a, axis=0) == xp.argmax(t, axis=0)
+        elif head == "sigmoid":
+            hits = xp.astype(a > 0.5, t.dtype) == t
+        else:
+            residual = xp.sum((t - a) ** 2, axis=1)
+            total = xp.sum((t - xp.mean(t, axis=1, keepdims=True)) ** 2, axis=1)
+            res, tot = to_numpy(residual).astype(float), to_numpy(total).astype(float)
+            # scikit-learn's convention for constant targets: 1 if predicted exactly, else 0
+            per_output = np.where(tot > 0, 1 - res / np.where(tot > 0, tot, 1), res == 0)
+            return float(np.mean(per_output))
+        return float(to_numpy(xp.mean(xp.astype(hits, a.dtype))))
+
+    # -- moving ----------------------------------------------------------------
+    def to(self, backend: str | Backend, device: Any = None) -> Network:
+        """The same network (spec and bit-identical parameters) on another backend or device.
+
+        Returns a new network; ``self`` is unchanged.
+        """
+        target = get_backend(backend, device)
+        target.dtype(self.dtype)
+        clone = object.__new__(Network)
+        clone.__dict__.update(self.__dict__)
+        clone.backend = target
+        clone._params = {key: target.asarray(to_numpy(v), copy=True) for key, v in self._params.items()}
+        return clone

@@ -1,0 +1,113 @@
+"""One suite, every backend.
+
+``pytest --backend NAME`` (repeatable) runs every numerical test on that
+backend; without it, on every available backend. array_api_strict also runs on
+its non-default ``device1``, standing in for a GPU: any implicit transfer or
+device mix-up fails there. Asking for a backend that does not load is an error,
+and a run in which no test of a selected backend passed fails instead of
+passing with everything skipped.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Tests compare float64 results on JAX too. This is the test session's choice,
+# made before anything imports jax; anynet itself never flips the switch.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+import pytest  # noqa: E402
+
+import anynet  # noqa: E402
+from anynet.backend import BACKEND_NAMES  # noqa: E402
+
+_passed_on: set[str] = set()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        choices=BACKEND_NAMES,
+        help="run the numerical tests on this backend (repeatable; default: all available)",
+    )
+
+
+def _selected(config: pytest.Config) -> list[str]:
+    names = config.getoption("backend")
+    env = os.environ.get("ANYNET_TEST_BACKENDS", "")
+    if not names and env:
+        names = [name.strip() for name in env.split(",") if name.strip()]
+    return list(dict.fromkeys(names))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    explicit = _selected(config)
+    if explicit:
+        for name in explicit:
+            try:
+                anynet.get_backend(name)
+            except anynet.BackendError as exc:
+                raise pytest.UsageError(f"--backend {name}: this backend did not load: {exc}")
+        config._anynet_backends = explicit
+    else:
+        config._anynet_backends = anynet.available_backends()
+    config._anynet_explicit = bool(explicit)
+
+
+def backend_cases(config: pytest.Config) -> list[tuple[str, str | None]]:
+    """(backend, device) pairs the numerical tests run on."""
+    cases: list[tuple[str, str | None]] = []
+    for name in config._anynet_backends:
+        cases.append((name, None))
+        if name == "array_api_strict":
+            cases.append((name, "device1"))
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        cases = backend_cases(metafunc.config)
+        ids = [name if device is None else f"{name}-{device}" for name, device in cases]
+        metafunc.parametrize("backend", cases, ids=ids, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> anynet.Backend:
+    """The :class:`anynet.Backend` (and device) under test."""
+    name, device = request.param
+    return anynet.get_backend(name, device)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call" and report.passed and hasattr(item, "callspec"):
+        case = item.callspec.params.get("backend")
+        if case is not None:
+            _passed_on.add(case[0])
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not getattr(config, "_anynet_explicit", False) or session.testscollected == 0:
+        return
+    if config.option.collectonly or config.getoption("-k") or config.getoption("-m"):
+        return
+    missing = [name for name in config._anynet_backends if name not in _passed_on]
+    if missing:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: no test passed on backend(s) {missing}: the backend did not run",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def dtype() -> str:
+    """Numerical tests compare in float64 unless they say otherwise."""
+    return "float64"
