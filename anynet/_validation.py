@@ -25,9 +25,7 @@ Array = Any
 def check_sizes(sizes: Any) -> list[int]:
     """Layer widths: a sequence of at least two positive integers."""
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-        raise InputError(
-            f"sizes must be a list of at least two positive integers, got {sizes!r}"
-        )
+        raise InputError(f"sizes must be a list of at least two positive integers, got {sizes!r}")
     sizes = list(sizes)
     if len(sizes) < 2:
         raise InputError(
@@ -44,7 +42,9 @@ def check_activations(activations: Any, n_layers: int, n_outputs: int) -> list[A
     """One activation name per layer; softmax only on the output layer."""
     if activations is None:
         hidden = ["tanh"] * (n_layers - 1)
-        return [get_activation(name) for name in [*hidden, "sigmoid" if n_outputs == 1 else "softmax"]]
+        return [
+            get_activation(name) for name in [*hidden, "sigmoid" if n_outputs == 1 else "softmax"]
+        ]
     if isinstance(activations, str):
         raise InputError(
             f"activations must be a list of {n_layers} names (one per layer), "
@@ -75,8 +75,7 @@ def check_loss(loss: Any, head: Activation, n_outputs: int) -> Loss:
     checked = get_loss(loss)
     if checked.head is not None and checked.head != head.name:
         raise InputError(
-            f"loss {checked.name!r} needs a {checked.head!r} output activation, "
-            f"got {head.name!r}"
+            f"loss {checked.name!r} needs a {checked.head!r} output activation, got {head.name!r}"
         )
     if head.name == "softmax" and n_outputs < 2:
         raise InputError(
@@ -161,15 +160,15 @@ def _check_finite(array: Array, xp: Any, name: str) -> None:
         )
 
 
-def check_features(
-    X: Any, backend: Backend, n_features: int, dtype: str, name: str = "X"
-) -> Array:
+def check_features(X: Any, backend: Backend, n_features: int, dtype: str, name: str = "X") -> Array:
     """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``."""
     array, on_host = to_own_backend(X, backend, name)
     xp = array_namespace(array)
     _check_numeric(array, xp, name, allow_bool=True)
     if array.ndim != 2:
-        hint = f" (use X.reshape(-1, {n_features}) for one sample per row)" if array.ndim == 1 else ""
+        hint = (
+            f" (use X.reshape(-1, {n_features}) for one sample per row)" if array.ndim == 1 else ""
+        )
         raise InputError(
             f"{name} must be 2-D (n_samples, n_features={n_features}), "
             f"got shape {tuple(array.shape)}{hint}"
@@ -189,7 +188,12 @@ def check_features(
 
 
 def check_targets(
-    y: Any, loss: Loss, n_outputs: int, n_samples: int, backend: Backend, dtype: str,
+    y: Any,
+    loss: Loss,
+    n_outputs: int,
+    n_samples: int,
+    backend: Backend,
+    dtype: str,
     name: str = "y",
 ) -> Array:
     """Targets as a float array ``(n_samples, n_outputs)`` on the backend's device.

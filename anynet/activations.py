@@ -113,9 +113,7 @@ def softmax(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def softmax_backward(
-    da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None
-) -> Array:
+def softmax_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """Jacobian-vector product of softmax: ``a * (da - sum(da * a, axis))``."""
     xp = array_namespace(z) if xp is None else xp
     return a * (da - xp.sum(da * a, axis=axis, keepdims=True))

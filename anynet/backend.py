@@ -121,6 +121,14 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); a no-op on synchronous backends."""
 
+    def float_errors_silenced(self) -> contextlib.AbstractContextManager:
+        """Context in which overflow/invalid floating-point warnings are not raised.
+
+        The fit loop checks every loss itself and raises :class:`DivergenceError`
+        naming the epoch, so NumPy's RuntimeWarnings would only be noise.
+        """
+        return contextlib.nullcontext()
+
     # -- shared behaviour ----------------------------------------------------
     def dtype(self, name: str) -> Any:
         """The backend dtype for ``"float32"`` or ``"float64"``, checking it is usable."""
@@ -175,6 +183,9 @@ class _NumpyBackend(Backend):
     def owns(self, array: Any) -> bool:
         return isinstance(array, np.ndarray)
 
+    def float_errors_silenced(self) -> contextlib.AbstractContextManager:
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
     @staticmethod
     def resolve_device(device: Any) -> Any:
         if device is None or (isinstance(device, str) and device.strip().lower() == "cpu"):
@@ -191,6 +202,9 @@ class _StrictBackend(Backend):
     def _from_host(self, host: np.ndarray) -> Any:
         return self.xp.asarray(host, device=self.device)
 
+    def float_errors_silenced(self) -> contextlib.AbstractContextManager:
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
     @staticmethod
     def resolve_device(device: Any) -> Any:
         strict = _import("array_api_strict")
@@ -199,7 +213,7 @@ class _StrictBackend(Backend):
             return strict.Device("CPU_DEVICE")
         if isinstance(device, str):
             for candidate in devices:
-                if str(candidate) == device or candidate == strict.Device(device):
+                if device in (str(candidate), repr(candidate).split("'")[1]):
                     return candidate
         elif device in devices:
             return device

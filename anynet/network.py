@@ -183,9 +183,7 @@ class Network:
         return check_features(X, self.backend, self.sizes[0], self.dtype).T
 
     def _targets(self, y: Any, n_samples: int) -> Array:
-        t = check_targets(
-            y, self.spec.loss, self.sizes[-1], n_samples, self.backend, self.dtype
-        )
+        t = check_targets(y, self.spec.loss, self.sizes[-1], n_samples, self.backend, self.dtype)
         return t.T
 
     def _forward(self, x: Array) -> Array:
@@ -356,5 +354,7 @@ class Network:
         clone = object.__new__(Network)
         clone.__dict__.update(self.__dict__)
         clone.backend = target
-        clone._params = {key: target.asarray(to_numpy(v), copy=True) for key, v in self._params.items()}
+        clone._params = {
+            key: target.asarray(to_numpy(v), copy=True) for key, v in self._params.items()
+        }
         return clone

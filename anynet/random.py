@@ -9,6 +9,7 @@ device: the precondition for comparing backends at all.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 
@@ -72,12 +73,14 @@ def init_params(
         raise InputError(f"init_scale must be a finite number >= 0, got {init_scale!r}")
     rng = make_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
         if init == "xavier":
             bound = init_scale * math.sqrt(6.0 / (fan_in + fan_out))
             weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
         elif init == "he":
-            weights = rng.standard_normal((fan_out, fan_in)) * (init_scale * math.sqrt(2.0 / fan_in))
+            weights = rng.standard_normal((fan_out, fan_in)) * (
+                init_scale * math.sqrt(2.0 / fan_in)
+            )
         else:
             weights = rng.standard_normal((fan_out, fan_in)) * init_scale
         params[f"W{layer}"] = weights

@@ -64,17 +64,21 @@ def assert_close(
     and device. Shapes must match exactly (no broadcasting). ``rtol``/``atol``
     default to :data:`RTOL`/:data:`ATOL` for ``actual``'s dtype.
     """
-    if backend is not None:
-        assert_on_backend(actual, backend)
     if isinstance(actual, dict) or isinstance(desired, dict):
         if sorted(actual) != sorted(desired):
             raise AssertionError(f"keys differ: {sorted(actual)} != {sorted(desired)}")
         for key in desired:
             assert_close(
-                actual[key], desired[key], backend=backend, rtol=rtol, atol=atol,
+                actual[key],
+                desired[key],
+                backend=backend,
+                rtol=rtol,
+                atol=atol,
                 err_msg=f"{err_msg} [{key}]".strip(),
             )
         return
+    if backend is not None:
+        assert_on_backend(actual, backend)
     dtype = _dtype_name(actual) if hasattr(actual, "dtype") else "float64"
     rtol = RTOL[dtype] if rtol is None else rtol
     atol = ATOL[dtype] if atol is None else atol

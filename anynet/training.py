@@ -96,10 +96,11 @@ def run_steps(
         chunk = min(CHUNK, epochs - done)
         start_params, previous_tail = params, tail_params
         pending = []
-        for _ in range(chunk):
-            tail_params = params
-            params, loss = step(params)
-            pending.append(loss)
+        with backend.float_errors_silenced():
+            for _ in range(chunk):
+                tail_params = params
+                params, loss = step(params)
+                pending.append(loss)
         values = to_numpy(xp.stack(pending)).astype(np.float64).tolist()
         finite = [math.isfinite(v) for v in values]
         if not all(finite):
@@ -108,8 +109,9 @@ def run_steps(
                 good_params = previous_tail
             else:
                 good_params = start_params
-                for _ in range(bad - 1):  # replay: steps are deterministic and pure
-                    good_params, _ = step(good_params)
+                with backend.float_errors_silenced():
+                    for _ in range(bad - 1):  # replay: steps are deterministic and pure
+                        good_params, _ = step(good_params)
             history.loss.extend(values[:bad])
             last_good = done + bad - 1
             kept = f"epoch {last_good} (its last finite loss)" if last_good >= 0 else "its start"

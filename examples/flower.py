@@ -59,6 +59,9 @@ def save_figure(fig: plt.Figure, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
     try:
+        umask = os.umask(0)  # mkstemp creates 0600; give the PNG ordinary permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=100, bbox_inches="tight")
         os.replace(tmp, path)
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     backend = an.get_backend(args.backend, args.device)
-    print(f"backend: {backend.name}, device: {args.device or 'default'}, dtype: {args.dtype}")
+    print(f"backend: {backend.name}, device: {backend.device}, dtype: {args.dtype}")
 
     # 1. Load and visualise the data -----------------------------------------------------
     X, y = an.datasets.planar_flower()  # X (400, 2) float64, y (400,) int64
@@ -144,4 +147,7 @@ def main(argv: Sequence[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
+    # JAX computes in float32 unless its 64-bit mode is on before it starts, and this
+    # script's default dtype is float64: the script (not anynet) turns the mode on.
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
     main()

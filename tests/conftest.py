@@ -16,10 +16,10 @@ import os
 # made before anything imports jax; anynet itself never flips the switch.
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-import pytest  # noqa: E402
+import pytest
 
-import anynet  # noqa: E402
-from anynet.backend import BACKEND_NAMES  # noqa: E402
+import anynet
+from anynet.backend import BACKEND_NAMES
 
 _passed_on: set[str] = set()
 
@@ -49,7 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
             try:
                 anynet.get_backend(name)
             except anynet.BackendError as exc:
-                raise pytest.UsageError(f"--backend {name}: this backend did not load: {exc}")
+                raise pytest.UsageError(
+                    f"--backend {name}: this backend did not load: {exc}"
+                ) from exc
         config._anynet_backends = explicit
     else:
         config._anynet_backends = anynet.available_backends()
@@ -90,12 +92,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config._anynet_backend_tests = sum(
+        1 for item in items if "backend" in getattr(item, "fixturenames", ())
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if not getattr(config, "_anynet_explicit", False) or session.testscollected == 0:
+    if not getattr(config, "_anynet_explicit", False):
         return
-    if config.option.collectonly or config.getoption("-k") or config.getoption("-m"):
-        return
+    if not getattr(config, "_anynet_backend_tests", 0) or config.option.collectonly:
+        return  # a run of backend-independent tests only (e.g. the datasets)
     missing = [name for name in config._anynet_backends if name not in _passed_on]
     if missing:
         reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -19,7 +19,7 @@ GENERATORS = {
 
 def _tutorial_load_planar_dataset():
     """The tutorial's ``load_planar_dataset``, transcribed verbatim (global seed and all)."""
-    np.random.seed(1)
+    np.random.seed(1)  # noqa: NPY002
     m = 400  # number of examples
     N = int(m / 2)  # number of points per class
     D = 2  # dimensionality
@@ -28,8 +28,8 @@ def _tutorial_load_planar_dataset():
     a = 4  # maximum ray of the flower
     for j in range(2):
         ix = range(N * j, N * (j + 1))
-        t = np.linspace(j * 3.12, (j + 1) * 3.12, N) + np.random.randn(N) * 0.2  # theta
-        r = a * np.sin(4 * t) + np.random.randn(N) * 0.2  # radius
+        t = np.linspace(j * 3.12, (j + 1) * 3.12, N) + np.random.randn(N) * 0.2  # noqa: NPY002 (theta)
+        r = a * np.sin(4 * t) + np.random.randn(N) * 0.2  # noqa: NPY002 (radius)
         X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
         Y[ix] = j
     X = X.T
@@ -40,11 +40,11 @@ def _tutorial_load_planar_dataset():
 @pytest.fixture
 def tutorial_flower():
     """The tutorial's data, with the global NumPy random state saved and restored."""
-    state = np.random.get_state()
+    state = np.random.get_state()  # noqa: NPY002
     try:
         yield _tutorial_load_planar_dataset()
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
 
 
 # --------------------------------------------------------------------------- the flower
@@ -144,17 +144,17 @@ def test_seed_is_reproducible_and_matters(name):
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 def test_global_random_state_untouched(name):
-    state = np.random.get_state()
+    state = np.random.get_state()  # noqa: NPY002
     try:
-        np.random.seed(12345)
-        before = np.random.get_state()
+        np.random.seed(12345)  # noqa: NPY002
+        before = np.random.get_state()  # noqa: NPY002
         GENERATORS[name]()
-        after = np.random.get_state()
+        after = np.random.get_state()  # noqa: NPY002
         assert before[0] == after[0]
         np.testing.assert_array_equal(before[1], after[1])
         assert before[2:] == after[2:]
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))

@@ -81,8 +81,9 @@ def test_epoch_costs_match_the_tutorial(backend, learning_rate, iterations):
         X.T, y[None, :].astype(float), W1, b1, W2, b2, iterations, learning_rate
     )
 
-    net = an.Network([2, 4, 1], ["tanh", "sigmoid"], "binary_crossentropy",
-                     dtype="float64", backend=backend)
+    net = an.Network(
+        [2, 4, 1], ["tanh", "sigmoid"], "binary_crossentropy", dtype="float64", backend=backend
+    )
     net.set_params({"W1": W1, "b1": b1[:, 0], "W2": W2, "b2": b2[:, 0]})
     history = net.fit(X, y, epochs=iterations, lr=learning_rate)
 
@@ -91,7 +92,10 @@ def test_epoch_costs_match_the_tutorial(backend, learning_rate, iterations):
     for key, value in want_params.items():
         assert_on_backend(net.params[key], backend)
         np.testing.assert_allclose(
-            an.to_numpy(net.params[key]), value.reshape(net.params[key].shape), rtol=1e-8, atol=1e-12
+            an.to_numpy(net.params[key]),
+            value.reshape(net.params[key].shape),
+            rtol=1e-8,
+            atol=1e-12,
         )
 
 
