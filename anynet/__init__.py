@@ -7,7 +7,7 @@ NumPy, array-api-strict, JAX, PyTorch and CuPy.
 
 from __future__ import annotations
 
-from . import activations, datasets, losses, random
+from . import activations, datasets, losses, optimizers, random
 from .backend import (
     BACKEND_NAMES,
     Backend,
@@ -20,7 +20,7 @@ from .backend import (
 )
 from .errors import AnynetError, BackendError, DivergenceError, InputError
 from .network import Network
-from .training import History
+from .training import Callback, EarlyStopping, History
 
 __version__ = "0.1.0"
 
@@ -29,7 +29,9 @@ __all__ = [
     "AnynetError",
     "Backend",
     "BackendError",
+    "Callback",
     "DivergenceError",
+    "EarlyStopping",
     "History",
     "InputError",
     "Network",
@@ -39,6 +41,7 @@ __all__ = [
     "datasets",
     "get_backend",
     "losses",
+    "optimizers",
     "random",
     "set_backend",
     "to_numpy",

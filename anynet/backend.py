@@ -118,6 +118,21 @@ class Backend:
         """Compile ``function`` where the backend can; identity elsewhere."""
         return function
 
+    def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
+        """``jax.lax.scan`` semantics: ``carry, y = body(carry, x)`` over the leading axis.
+
+        ``xs`` is a tuple of arrays (or None entries) with leading length ``length``;
+        ``y`` is a tuple of 0-d arrays, stacked into 1-d arrays of length ``length``.
+        Backends without a compiler run it as a plain Python loop, so the loop body
+        is the same code everywhere.
+        """
+        outputs = []
+        for index in range(length):
+            carry, y = body(carry, tuple(None if x is None else x[index, ...] for x in xs))
+            outputs.append(y)
+        stacked = tuple(self.xp.stack(column) for column in zip(*outputs, strict=True))
+        return carry, stacked
+
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); a no-op on synchronous backends."""
 
@@ -245,6 +260,9 @@ class _JaxBackend(Backend):
 
     def jit(self, function: Callable, **options: Any) -> Callable:
         return _import("jax").jit(function, **options)
+
+    def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
+        return _import("jax").lax.scan(body, carry, xs, length=length)
 
     def synchronize(self) -> None:
         _import("jax").effects_barrier()
@@ -516,6 +534,18 @@ def backend_of(array: Any) -> str | None:
     if type(array).__module__.startswith("array_api_strict"):
         return "array_api_strict"
     return None
+
+
+def to_floats(array: Any) -> np.ndarray:
+    """A 0-d or 1-d array of any backend as float64 NumPy values, for reports and histories.
+
+    float32 values become the float64 nearest their shortest decimal form, so a
+    float32 accuracy of 364/400 reads 0.91, not 0.9100000262260437.
+    """
+    host = to_numpy(array)
+    if host.dtype == np.float32:
+        return np.array([float(str(v)) for v in host.reshape(-1)]).reshape(host.shape)
+    return host.astype(np.float64)
 
 
 def to_numpy(array: Any) -> np.ndarray:

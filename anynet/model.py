@@ -14,8 +14,9 @@ from typing import Any
 from .activations import Activation
 from .layers import dense_backward, dense_forward
 from .losses import Loss, loss_and_delta
+from .optimizers import Optimizer
 
-__all__ = ["Spec", "backward", "forward", "loss_and_gradients", "sgd_step"]
+__all__ = ["Spec", "backward", "evaluate", "forward", "loss_and_gradients", "train_step"]
 
 Array = Any
 Params = dict[str, Array]
@@ -101,12 +102,52 @@ def loss_and_gradients(
     return value, backward(params, cache, dz, spec, xp)
 
 
-def sgd_step(
-    params: Params, x: Array, t: Array, lr: Array, spec: Spec, xp: Any
-) -> tuple[Params, Array]:
-    """One step of gradient descent (the tutorial's update): returns new params and the loss.
+def train_step(
+    params: Params,
+    state: dict[str, Array],
+    x_rows: Array,
+    t_rows: Array,
+    lr: Array,
+    spec: Spec,
+    optimizer: Optimizer,
+    xp: Any,
+) -> tuple[Params, dict[str, Array], Array]:
+    """One optimizer step on a batch given rows-are-samples: returns params, state and loss.
 
     The loss is that of ``params`` before the update, as in the tutorial's loop.
+    ``x_rows`` is ``(batch, n_0)``, ``t_rows`` is ``(batch, n_L)``; the transposes
+    are views.
     """
-    value, grads = loss_and_gradients(params, x, t, spec, xp)
-    return {key: params[key] - lr * grads[key] for key in params}, value
+    value, grads = loss_and_gradients(params, x_rows.T, t_rows.T, spec, xp)
+    new_params, new_state = optimizer.update(params, grads, state, lr, xp=xp)
+    return new_params, new_state, value
+
+
+def evaluate(params: Params, x: Array, t: Array, spec: Spec, xp: Any) -> tuple[Array, Array]:
+    """Mean loss and score (0-d arrays) of ``params`` on ``x (n_0, n)``, targets ``t (n_L, n)``.
+
+    The score is the accuracy for sigmoid/softmax outputs (the fraction of samples,
+    or of labels for several sigmoid outputs, predicted right) and the coefficient
+    of determination R² otherwise (averaged over outputs, as scikit-learn; a
+    constant target scores 1 when predicted exactly, else 0).
+    """
+    a, cache = forward(params, x, spec, xp)
+    loss, head = spec.loss, spec.activations[-1]
+    if loss.head == head.name:
+        value = loss.from_logits(cache[-1][0], t, axis=FEATURE_AXIS, xp=xp)
+    else:
+        value = loss.value(a, t, axis=FEATURE_AXIS, xp=xp)
+    if head.name == "softmax":
+        hits = xp.argmax(a, axis=0) == xp.argmax(t, axis=0)
+        score = xp.mean(xp.astype(hits, a.dtype))
+    elif head.name == "sigmoid":
+        score = xp.mean(xp.astype(xp.astype(a > 0.5, a.dtype) == t, a.dtype))
+    else:
+        residual = xp.sum((t - a) * (t - a), axis=1)
+        centred = t - xp.mean(t, axis=1, keepdims=True)
+        total = xp.sum(centred * centred, axis=1)
+        varies = total > 0
+        ratio = residual / xp.where(varies, total, xp.ones_like(total))
+        exact = xp.astype(residual == 0, a.dtype)
+        score = xp.mean(xp.where(varies, 1 - ratio, exact))
+    return value, score

@@ -7,35 +7,29 @@ layout; the transposes here are views, not copies.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import model
+from . import model, training
 from ._validation import (
     check_activations,
     check_features,
     check_loss,
-    check_positive_float,
-    check_positive_int,
     check_sizes,
     check_targets,
 )
-from .backend import Backend, backend_of, get_backend, to_numpy
-from .errors import DivergenceError, InputError
+from .backend import Backend, backend_of, get_backend, to_floats, to_numpy
+from .errors import InputError
+from .optimizers import Optimizer
 from .random import init_params
-from .training import History, run_steps
+from .training import Callback, History
 
 __all__ = ["Network"]
 
 Array = Any
-
-# Compiled (or plain) training steps, one per (backend, spec): JAX compiles once per
-# shape and reuses it across fit calls and networks.
-_STEP_CACHE: dict[tuple[Backend, model.Spec], Any] = {}
 
 
 class Network:
@@ -98,6 +92,8 @@ class Network:
         self.init, self.init_scale, self.seed = init, init_scale, seed
         host = init_params(self.sizes, init, init_scale, seed)
         self._params = {key: self.backend.asarray(value, dtype) for key, value in host.items()}
+        #: The optimizer state at the end of the last ``fit`` (a dict of arrays), or None.
+        self.optimizer_state: dict[str, Array] | None = None
 
     # -- description -----------------------------------------------------------
     @property
@@ -200,7 +196,7 @@ class Network:
         """Mean loss over the samples (see :mod:`anynet.losses` for the definitions)."""
         x = self._inputs(X)
         value, _ = self._loss_and_gradients(x, self._targets(y, x.shape[1]))
-        return float(to_numpy(value))
+        return float(to_floats(value))
 
     def gradients(self, X: Any, y: Any) -> dict[str, Array]:
         """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
@@ -213,71 +209,86 @@ class Network:
     def _loss_and_gradients(self, x: Array, t: Array) -> tuple[Array, dict[str, Array]]:
         return model.loss_and_gradients(self._params, x, t, self.spec, self.backend.xp)
 
-    def _compiled_step(self) -> Any:
-        key = (self.backend, self.spec)
-        step = _STEP_CACHE.get(key)
-        if step is None:
-            plain = functools.partial(model.sgd_step, spec=self.spec, xp=self.backend.xp)
-            step = self.backend.jit(plain)
-            _STEP_CACHE[key] = step
-        return step
-
     def fit(
         self,
         X: Any,
         y: Any,
         *,
         epochs: int = 1000,
-        lr: float = 0.01,
-        verbose: int = 0,
+        lr: float | None = None,
+        optimizer: str | Optimizer = "sgd",
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int | None = None,
+        schedule: Any = None,
+        validation_data: tuple[Any, Any] | None = None,
+        callbacks: Sequence[Callback | Callable] | None = None,
+        verbose: int | bool = 0,
     ) -> History:
-        """Train by full-batch gradient descent, as the tutorial does.
+        """Train the network; by default full-batch gradient descent, as the tutorial does.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, n_features)
+            NumPy array, nested list, or an array of the network's backend and device.
         y : array_like, shape (n_samples,) or (n_samples, n_outputs)
-            Labels or values, as the loss expects (see :meth:`loss`).
+            0/1 labels (sigmoid output), class labels or one-hot rows (softmax), or
+            values (regression).
         epochs : int
-            Number of gradient steps over the whole data.
-        lr : float
-            Learning rate.
-        verbose : int
-            Print the loss every ``verbose`` epochs (0: silent).
+            Passes over the data.
+        lr : float, optional
+            Learning rate; default: the optimizer's own (0.01 for SGD, 0.001 for Adam).
+        optimizer : str or Optimizer
+            ``"sgd"`` (the tutorial's update), ``"momentum"``, ``"nesterov"``, ``"adam"``,
+            ``"adamw"``, or an :mod:`anynet.optimizers` object. Its state starts afresh
+            in each call.
+        batch_size : int, optional
+            None: full batch. An integer: minibatches, reshuffled every epoch (when
+            ``shuffle``) in an order drawn on the host from ``seed``, identical on
+            every backend. The last short batch is kept unless ``drop_last``.
+        seed : int, optional
+            Seed of the shuffles; default the network's ``seed``.
+        schedule : str or callable, optional
+            ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``, an
+            :mod:`anynet.optimizers` schedule object, or ``f(lr, epoch) -> lr``.
+        validation_data : (X_val, y_val), optional
+            Adds ``val_loss`` and ``val_score`` (accuracy or R²) to the history.
+        callbacks : list, optional
+            :class:`anynet.Callback` objects (e.g. :class:`anynet.EarlyStopping`) or
+            functions ``f(epoch, logs)``; returning True stops training.
+        verbose : int or bool
+            N: print the figures every N epochs. True: a progress bar (tqdm) when
+            writing to a terminal, silence otherwise. 0/False: silent.
 
         Returns
         -------
         History
-            ``history.loss[i]`` is the cost before update ``i``, as in the tutorial.
+            ``history.loss[i]``: for full batch, the cost before update ``i``, as in
+            the tutorial; for minibatches the epoch's mean batch loss.
 
         Raises
         ------
         DivergenceError
             The loss became NaN or infinite; the network keeps the parameters of
-            the last epoch with a finite loss.
+            the start of the last epoch with a finite loss.
         """
-        epochs = check_positive_int(epochs, "epochs")
-        lr = check_positive_float(lr, "lr")
-        verbose = 0 if verbose is False else verbose
-        if verbose is True:
-            verbose = max(epochs // 10, 1)
-        check_positive_int(verbose, "verbose", allow_none=False) if verbose else None
-        x = self._inputs(X)
-        t = self._targets(y, x.shape[1])
-        lr_array = self.backend.asarray(np.asarray(lr), self.dtype)
-        step = self._compiled_step()
-        try:
-            params, history = run_steps(
-                lambda params: step(params, x, t, lr_array),
-                self._params,
-                epochs,
-                self.backend,
-                verbose=verbose,
-            )
-        except DivergenceError as error:
-            self._params = error.params
-            raise
-        self._params = params
+        history, self.optimizer_state = training.fit(
+            self,
+            X,
+            y,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            schedule=schedule,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
         return history
 
     # -- prediction ------------------------------------------------------------
@@ -325,23 +336,11 @@ class Network:
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors)."""
-        xp = self.backend.xp
         x = self._inputs(X)
-        t = self._targets(y, x.shape[1])
-        a = self._forward(x)
-        head = self.spec.activations[-1].name
-        if head == "softmax":
-            hits = xp.argmax(a, axis=0) == xp.argmax(t, axis=0)
-        elif head == "sigmoid":
-            hits = xp.astype(a > 0.5, t.dtype) == t
-        else:
-            residual = xp.sum((t - a) ** 2, axis=1)
-            total = xp.sum((t - xp.mean(t, axis=1, keepdims=True)) ** 2, axis=1)
-            res, tot = to_numpy(residual).astype(float), to_numpy(total).astype(float)
-            # scikit-learn's convention for constant targets: 1 if predicted exactly, else 0
-            per_output = np.where(tot > 0, 1 - res / np.where(tot > 0, tot, 1), res == 0)
-            return float(np.mean(per_output))
-        return float(to_numpy(xp.mean(xp.astype(hits, a.dtype))))
+        _, value = model.evaluate(
+            self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
+        )
+        return float(to_floats(value))
 
     # -- moving ----------------------------------------------------------------
     def to(self, backend: str | Backend, device: Any = None) -> Network:

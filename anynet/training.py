@@ -1,132 +1,537 @@
-"""The fit loop: steps on the device, losses read back in chunks, divergence caught.
+"""The fit loop: batching, history, callbacks, progress, divergence.
 
-Losses stay on the device as 0-d arrays and are read back once per chunk of
-epochs (one host sync per chunk, never per step). Parameters are never updated
-in place, so keeping the parameters of the start of a chunk costs nothing and
-lets a diverging run be rewound to its last finite epoch exactly.
+How the work is laid out, and why:
+
+* Data, targets and validation data move to the device once per ``fit``.
+* Epochs run in *chunks*. One chunk is one call of a runner that loops over its
+  epochs (and over each epoch's minibatches) with :meth:`Backend.scan`; on JAX
+  the whole runner is compiled (``jax.jit`` around ``lax.scan``), so a chunk of
+  hundreds of epochs is one dispatch. Elsewhere the same code runs as a Python
+  loop. Per-epoch figures (loss, validation loss and score) are computed on the
+  device and read back once per chunk: never one host sync per step.
+* Shuffles are drawn on the host from ``numpy.random.default_rng([seed, epoch])``,
+  so the same seed visits the same batches on every backend, and a resumed run
+  can regenerate any epoch's order. They travel as one small index array per chunk.
+* Parameters are never updated in place, so keeping the parameters of a chunk's
+  start costs nothing; a diverging run is replayed from there to its last finite
+  epoch, exactly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backend import Backend, to_numpy
-from .errors import DivergenceError
+from . import model
+from ._validation import check_features, check_positive_float, check_positive_int, check_targets
+from .backend import Backend, to_floats, to_numpy
+from .errors import DivergenceError, InputError
+from .optimizers import Optimizer, get_optimizer, get_schedule
 
-__all__ = ["History", "run_steps"]
+if TYPE_CHECKING:
+    from .network import Network
+
+__all__ = ["Callback", "EarlyStopping", "History", "fit"]
 
 Array = Any
 Params = dict[str, Array]
 
-#: Epochs between two reads of the loss history from the device.
-CHUNK = 256
+#: Most epochs per runner call (one read-back of the figures per chunk).
+CHUNK = 1000
+
+_RUNNERS: dict[tuple, Callable] = {}
 
 
 @dataclass
 class History:
-    """What :meth:`Network.fit` recorded.
+    """What :meth:`Network.fit` recorded, one entry per epoch.
 
     Attributes
     ----------
     loss : list of float
-        One value per epoch: the cost of the parameters *before* that epoch's
-        update, exactly as the tutorial's loop computes and prints it.
+        Full batch: the cost of the parameters *before* that epoch's update, exactly
+        as the tutorial's loop computes it. Minibatches: the mean of the epoch's
+        batch losses (each before its own update), weighted by batch size.
+    val_loss, val_score : list of float
+        With ``validation_data``: loss and score (accuracy for classifiers, R² for
+        regressors) of the parameters *after* the epoch's updates.
+    lr : list of float
+        The learning rate used in each epoch (after the schedule).
     """
 
     loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    classifier: bool = True
+
+    @property
+    def val_accuracy(self) -> list[float]:
+        """``val_score`` of a classifier (its validation accuracy)."""
+        if not self.classifier:
+            raise AttributeError("val_accuracy is for classifiers; this regressor has val_score")
+        return self.val_score
 
     @property
     def epochs(self) -> int:
-        """Number of epochs run."""
+        """Number of epochs recorded."""
         return len(self.loss)
 
     def __len__(self) -> int:
         return len(self.loss)
 
+    def to_dict(self) -> dict[str, list[float]]:
+        """The figures as plain lists (JSON-serialisable)."""
+        return {
+            "loss": list(self.loss),
+            "val_loss": list(self.val_loss),
+            "val_score": list(self.val_score),
+            "lr": list(self.lr),
+        }
+
+    def extend(self, other: History) -> None:
+        """Append another history's epochs (used when a run is resumed)."""
+        for name in ("loss", "val_loss", "val_score", "lr"):
+            getattr(self, name).extend(getattr(other, name))
+
     def __repr__(self) -> str:
-        last = f", final loss={self.loss[-1]:.6g}" if self.loss else ""
-        return f"History(epochs={self.epochs}{last})"
+        parts = [f"epochs={self.epochs}"]
+        if self.loss:
+            parts.append(f"loss={self.loss[-1]:.6g}")
+        if self.val_loss:
+            parts.append(f"val_loss={self.val_loss[-1]:.6g}")
+        return f"History({', '.join(parts)})"
 
 
-def run_steps(
-    step: Callable[[Params], tuple[Params, Array]],
-    params: Params,
-    epochs: int,
-    backend: Backend,
-    *,
-    verbose: int = 0,
-    print_fn: Callable[[str], None] = print,
-) -> tuple[Params, History]:
-    """Run ``epochs`` calls of ``step`` and collect the per-epoch losses.
+class Callback:
+    """Base class for ``fit(callbacks=...)``: override the hooks you need.
+
+    Plain functions ``f(epoch, logs)`` are accepted too. ``logs`` holds the epoch's
+    figures: ``loss``, ``lr`` and, with validation data, ``val_loss`` and
+    ``val_score`` (plus ``val_accuracy`` for classifiers). Returning True from
+    :meth:`on_epoch_end` stops training after that epoch.
+    """
+
+    def on_train_begin(self, network: Network) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], network: Network) -> bool | None:
+        """Called after each epoch with the network's current parameters."""
+        return None
+
+    def on_train_end(self, network: Network) -> None:
+        """Called once after the last epoch (also after an early stop)."""
+
+
+class _FunctionCallback(Callback):
+    def __init__(self, function: Callable[[int, dict], Any]) -> None:
+        self.function = function
+
+    def on_epoch_end(self, epoch, logs, network):
+        return bool(self.function(epoch, logs))
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored figure stops improving; optionally restore the best weights.
 
     Parameters
     ----------
-    step : callable
-        ``step(params) -> (new_params, loss)``, ``loss`` a 0-d device array.
-    params : dict
-        Starting parameters (device arrays; not modified).
-    epochs : int
-    backend : Backend
-        Used to stack and read back the losses.
-    verbose : int
-        Print ``epoch i: loss`` every ``verbose`` epochs (0 = silent).
+    monitor : str
+        ``"val_loss"`` (default), ``"val_score"``, ``"val_accuracy"`` or ``"loss"``.
+        Losses are minimised, scores maximised.
+    patience : int
+        Epochs without improvement before stopping.
+    min_delta : float
+        Smallest change that counts as an improvement.
+    restore_best : bool
+        Put back the parameters of the best epoch when training ends. For validation
+        figures these are the parameters the figure was measured on (after that
+        epoch's updates).
 
-    Returns
-    -------
-    params : dict
-        The parameters after the last step.
-    history : History
+    Attributes
+    ----------
+    best_epoch : int or None
+    best_value : float
+    stopped_epoch : int or None
+        The epoch after which training stopped, None if it ran to the end.
+    """
 
-    Raises
-    ------
-    DivergenceError
-        A loss came out NaN or infinite. The exception's ``params`` are those
-        of the last epoch whose loss was finite, ``history`` the finite losses.
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ) -> None:
+        if monitor not in ("val_loss", "val_score", "val_accuracy", "loss"):
+            raise InputError(
+                "monitor must be one of ['loss', 'val_accuracy', 'val_loss', 'val_score'], "
+                f"got {monitor!r}"
+            )
+        self.monitor = monitor
+        self.patience = check_positive_int(patience, "patience")
+        if (
+            isinstance(min_delta, bool)
+            or not isinstance(min_delta, (int, float))
+            or not (math.isfinite(min_delta) and min_delta >= 0)
+        ):
+            raise InputError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        self.min_delta = float(min_delta)
+        self.restore_best = bool(restore_best)
+        self._sign = 1.0 if monitor.endswith("loss") else -1.0
+
+    def on_train_begin(self, network):
+        self.best_value = math.inf
+        self.best_epoch: int | None = None
+        self.best_params: Params | None = None
+        self.stopped_epoch: int | None = None
+        self._wait = 0
+
+    def on_epoch_end(self, epoch, logs, network):
+        if self.monitor not in logs:
+            raise InputError(
+                f"EarlyStopping(monitor={self.monitor!r}) needs that figure, but fit records "
+                f"only {sorted(logs)}: pass validation_data=(X_val, y_val) or monitor='loss'"
+            )
+        value = logs[self.monitor]
+        improved = self.best_epoch is None or self._sign * (self.best_value - value) > (
+            self.min_delta
+        )
+        if improved:
+            self.best_value, self.best_epoch = logs[self.monitor], epoch
+            self.best_params = network.params
+            self._wait = 0
+            return False
+        self._wait += 1
+        if self._wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def on_train_end(self, network):
+        if self.restore_best and self.best_params is not None:
+            network._params = self.best_params
+
+
+def _as_callbacks(callbacks: Any) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or callable(callbacks):
+        callbacks = [callbacks]
+    checked = []
+    for index, callback in enumerate(callbacks):
+        if isinstance(callback, Callback):
+            checked.append(callback)
+        elif callable(callback):
+            checked.append(_FunctionCallback(callback))
+        else:
+            raise InputError(
+                f"callbacks[{index}] must be an anynet.Callback or a function (epoch, logs), "
+                f"got {type(callback).__name__}"
+            )
+    return checked
+
+
+# -- the runner: one chunk of epochs, written once for every backend ---------------
+
+
+def _make_runner(
+    backend: Backend,
+    spec: model.Spec,
+    optimizer: Optimizer,
+    batch_size: int | None,
+    drop_last: bool,
+    with_validation: bool,
+) -> Callable:
+    """``run(params, state, lrs, orders, x, t, xv, tv) -> (params, state, figures)``.
+
+    ``lrs`` is ``(E,)``, ``orders`` ``(E, n)`` sample indices or None (full batch, or
+    no shuffling); ``figures`` is a tuple of ``(E,)`` arrays: loss, and with validation
+    val_loss and val_score.
     """
     xp = backend.xp
-    history = History()
-    done = 0
-    tail_params = params  # the parameters at the start of the latest finished epoch
-    while done < epochs:
-        chunk = min(CHUNK, epochs - done)
-        start_params, previous_tail = params, tail_params
-        pending = []
-        with backend.float_errors_silenced():
-            for _ in range(chunk):
-                tail_params = params
-                params, loss = step(params)
-                pending.append(loss)
-        values = to_numpy(xp.stack(pending)).astype(np.float64).tolist()
-        finite = [math.isfinite(v) for v in values]
-        if not all(finite):
-            bad = finite.index(False)
-            if bad == 0:
-                good_params = previous_tail
+
+    def step(params, state, xb, tb, lr):
+        return model.train_step(params, state, xb, tb, lr, spec, optimizer, xp)
+
+    def run(params, state, lrs, orders, x, t, xv, tv):
+        n = x.shape[0]
+
+        def epoch(carry, inputs):
+            params, state = carry
+            lr, order = inputs
+            if batch_size is None:
+                params, state, loss = step(params, state, x, t, lr)
             else:
-                good_params = start_params
-                with backend.float_errors_silenced():
-                    for _ in range(bad - 1):  # replay: steps are deterministic and pure
-                        good_params, _ = step(good_params)
-            history.loss.extend(values[:bad])
-            last_good = done + bad - 1
-            kept = f"epoch {last_good} (its last finite loss)" if last_good >= 0 else "its start"
-            error = DivergenceError(
-                f"training diverged: the loss became {values[bad]} at epoch {done + bad}; "
-                f"the network keeps the parameters of {kept}. "
-                "Try a smaller learning rate (lr)."
+                xs = x if order is None else xp.take(x, order, axis=0)
+                ts = t if order is None else xp.take(t, order, axis=0)
+                n_full, rest = divmod(n, batch_size)
+                used = n_full * batch_size
+                batches = (
+                    xp.reshape(xs[:used, ...], (n_full, batch_size, x.shape[1])),
+                    xp.reshape(ts[:used, ...], (n_full, batch_size, t.shape[1])),
+                )
+
+                def batch(carry, pair):
+                    params, state = carry
+                    params, state, loss = step(params, state, pair[0], pair[1], lr)
+                    return (params, state), (loss,)
+
+                (params, state), (losses,) = backend.scan(batch, (params, state), batches, n_full)
+                total, count = xp.sum(losses) * batch_size, used
+                if rest and not drop_last:
+                    params, state, loss = step(params, state, xs[used:, ...], ts[used:, ...], lr)
+                    total, count = total + loss * rest, n
+                loss = total / count
+            figures = (loss,)
+            if with_validation:
+                figures += model.evaluate(params, xv.T, tv.T, spec, xp)
+            return (params, state), figures
+
+        (params, state), figures = backend.scan(epoch, (params, state), (lrs, orders), lrs.shape[0])
+        return params, state, figures
+
+    return backend.jit(run)
+
+
+def _runner(backend, spec, optimizer, batch_size, drop_last, with_validation) -> Callable:
+    # The learning rate arrives as data, so one compiled runner serves every lr.
+    key = (backend, spec, replace(optimizer, lr=1.0), batch_size, drop_last, with_validation)
+    runner = _RUNNERS.get(key)
+    if runner is None:
+        runner = _make_runner(backend, spec, key[2], batch_size, drop_last, with_validation)
+        _RUNNERS[key] = runner
+    return runner
+
+
+# -- progress ------------------------------------------------------------------------
+
+
+class _Progress:
+    """``verbose=N``: a line every N epochs; ``verbose=True``: a tqdm bar on a terminal."""
+
+    def __init__(self, verbose: Any, epochs: int, stream: Any = None) -> None:
+        self.every, self.bar = 0, None
+        stream = sys.stderr if stream is None else stream
+        if verbose is True:
+            if not (hasattr(stream, "isatty") and stream.isatty()):
+                return  # not a terminal: stay silent
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self.every = max(epochs // 10, 1)
+                return
+            self.bar = tqdm(total=epochs, unit="epoch", file=stream, dynamic_ncols=True)
+        elif verbose:
+            self.every = check_positive_int(verbose, "verbose")
+
+    def update(self, first_epoch: int, logs: list[dict[str, float]]) -> None:
+        if self.bar is not None:
+            self.bar.update(len(logs))
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs[-1].items() if k != "lr"})
+        elif self.every:
+            for offset, figures in enumerate(logs):
+                epoch = first_epoch + offset
+                if epoch % self.every == 0:
+                    text = ", ".join(f"{k} {v:.6f}" for k, v in figures.items() if k != "lr")
+                    print(f"epoch {epoch}: {text}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- fit -----------------------------------------------------------------------------
+
+
+def _orders(seed: int, first: int, count: int, n: int) -> np.ndarray:
+    """Sample orders of epochs ``first .. first+count-1``: one generator per (seed, epoch)."""
+    return np.stack(
+        [
+            np.random.default_rng([seed, epoch]).permutation(n)
+            for epoch in range(first, first + count)
+        ]
+    )
+
+
+def fit(
+    network: Network,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int = 1000,
+    lr: float | None = None,
+    optimizer: str | Optimizer = "sgd",
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    seed: int | None = None,
+    schedule: Any = None,
+    validation_data: tuple[Any, Any] | None = None,
+    callbacks: Sequence[Callback | Callable] | None = None,
+    verbose: int | bool = 0,
+    initial_epoch: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+) -> tuple[History, dict[str, Array]]:
+    """Train ``network`` in place; see :meth:`anynet.Network.fit` for the arguments.
+
+    Returns the history and the final optimizer state.
+    """
+    backend, dtype = network.backend, network.dtype
+    epochs = check_positive_int(epochs, "epochs")
+    opt = get_optimizer(optimizer, None if lr is None else check_positive_float(lr, "lr"))
+    lr_schedule = get_schedule(schedule)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    if seed is None:
+        seed = (
+            network.seed
+            if network.seed is not None
+            else int(np.random.default_rng().integers(2**32))
+        )
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+    hooks = _as_callbacks(callbacks)
+    progress = _Progress(verbose, epochs)
+
+    x = check_features(X, backend, network.sizes[0], dtype)
+    t = check_targets(y, network.spec.loss, network.sizes[-1], x.shape[0], backend, dtype)
+    n = x.shape[0]
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise InputError(
+                "validation_data must be a pair (X_val, y_val), "
+                f"got {type(validation_data).__name__}"
             )
-            error.params, error.history = good_params, history
-            raise error
-        if verbose:
-            for offset, value in enumerate(values):
-                epoch = done + offset
-                if epoch % verbose == 0:
-                    print_fn(f"epoch {epoch}: loss {value:.6f}")
-        history.loss.extend(values)
-        done += chunk
-    return params, history
+        xv = check_features(validation_data[0], backend, network.sizes[0], dtype, "X_val")
+        tv = check_targets(
+            validation_data[1],
+            network.spec.loss,
+            network.sizes[-1],
+            xv.shape[0],
+            backend,
+            dtype,
+            "y_val",
+        )
+    else:
+        xv = tv = None
+    if batch_size is not None and batch_size >= n:
+        batch_size = None  # one batch holding everything is full-batch descent
+    if batch_size is not None and drop_last and n // batch_size == 0:
+        raise InputError(f"batch_size must be <= {n} with drop_last=True, got {batch_size}")
+
+    run = _runner(backend, network.spec, opt, batch_size, drop_last, xv is not None)
+    params = network._params
+    if optimizer_state is None:
+        state = opt.init(params, xp=backend.xp)
+    else:
+        state = {key: backend.asarray(to_numpy(v), dtype) for key, v in optimizer_state.items()}
+    history = History(classifier=network.is_classifier)
+    chunk = 1 if hooks else CHUNK
+    for hook in hooks:
+        hook.on_train_begin(network)
+
+    done = 0
+    previous: tuple | None = None  # (params, state, lrs, orders) of the previous chunk
+    stop = False
+    try:
+        while done < epochs and not stop:
+            count = min(chunk, epochs - done)
+            first = initial_epoch + done
+            lrs_host = [lr_schedule(opt.lr, epoch) for epoch in range(first, first + count)]
+            bad_lr = [
+                v
+                for v in lrs_host
+                if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)
+            ]
+            if bad_lr:
+                raise InputError(
+                    f"schedule must return finite learning rates >= 0, got {bad_lr[0]!r}"
+                )
+            lrs = backend.asarray(np.asarray(lrs_host), dtype)
+            orders = None
+            if batch_size is not None and shuffle:
+                orders = backend.asarray(_orders(seed, first, count, n))
+            start = (params, state, lrs, orders)
+            with backend.float_errors_silenced():
+                params, state, figures = run(params, state, lrs, orders, x, t, xv, tv)
+            values = np.stack([to_floats(f) for f in figures], axis=1)
+            losses = values[:, 0]
+            if not np.all(np.isfinite(losses)):
+                bad = int(np.argmin(np.isfinite(losses)))
+                history.loss.extend(losses[:bad].tolist())
+                _diverged(
+                    network,
+                    run,
+                    start,
+                    previous,
+                    bad,
+                    done + initial_epoch,
+                    losses[bad],
+                    x,
+                    t,
+                    xv,
+                    tv,
+                    history,
+                )
+            logs = []
+            for row, rate in zip(values, lrs_host, strict=True):
+                figures_now = {"loss": float(row[0]), "lr": float(rate)}
+                if xv is not None:
+                    figures_now["val_loss"], figures_now["val_score"] = float(row[1]), float(row[2])
+                    if network.is_classifier:
+                        figures_now["val_accuracy"] = figures_now["val_score"]
+                logs.append(figures_now)
+            history.loss.extend(values[:, 0].tolist())
+            history.lr.extend(float(v) for v in lrs_host)
+            if xv is not None:
+                history.val_loss.extend(values[:, 1].tolist())
+                history.val_score.extend(values[:, 2].tolist())
+            network._params = params
+            progress.update(first, logs)
+            for hook in hooks:
+                stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], network)) or stop
+            previous = start
+            done += count
+    finally:
+        progress.close()
+    for hook in hooks:
+        hook.on_train_end(network)
+    return history, state
+
+
+def _diverged(network, run, start, previous, bad, first_epoch, value, x, t, xv, tv, history):
+    """Rewind to the start of the last epoch with a finite loss, then raise."""
+    params, state, lrs, orders = start
+    if bad == 0 and previous is not None:
+        params, state, lrs, orders = previous
+        replay = lrs.shape[0] - 1
+    else:
+        replay = max(bad - 1, 0)
+    if replay:
+        with network.backend.float_errors_silenced():
+            params, state, _ = run(
+                params,
+                state,
+                lrs[:replay],
+                None if orders is None else orders[:replay, ...],
+                x,
+                t,
+                xv,
+                tv,
+            )
+    network._params = params
+    last_good = first_epoch + bad - 1
+    kept = f"epoch {last_good} (the last with a finite loss)" if last_good >= 0 else "its start"
+    error = DivergenceError(
+        f"training diverged: the loss became {value} at epoch {first_epoch + bad}; "
+        f"the network keeps the parameters it had at the start of {kept}. "
+        "Try a smaller learning rate (lr)."
+    )
+    error.params, error.history = params, history
+    raise error

@@ -1,0 +1,337 @@
+"""Optimizers as pure functions over the params dict, and learning-rate schedules.
+
+An optimizer is a small frozen dataclass of hyperparameters with two pure
+methods::
+
+    state = opt.init(params, xp=xp)                          # dict of arrays
+    params, state = opt.update(params, grads, state, lr, xp=xp)
+
+Nothing is updated in place, so JAX can compile the whole step and CuPy/torch
+work unchanged. The state is a flat ``dict[str, array]`` (``"step"``,
+``"velocity.W1"``, ``"m.W1"``, ...) living on the device next to the params,
+which also makes it trivially checkpointable. The learning rate arrives as a
+0-d array each step, so a schedule never triggers a recompilation.
+
+Schedules map ``(base_lr, epoch) -> lr`` on the host, once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, replace
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from .errors import InputError
+
+__all__ = [
+    "SCHEDULES",
+    "Adam",
+    "AdamW",
+    "Constant",
+    "Cosine",
+    "Exponential",
+    "Momentum",
+    "Optimizer",
+    "SGD",
+    "Step",
+    "get_optimizer",
+    "get_schedule",
+]
+
+Array = Any
+Params = dict[str, Array]
+
+
+def _check_fraction(value: Any, name: str, *, upper_open: bool = True) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+        or value >= 1
+    ):
+        raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _check_non_negative(value: Any, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_lr(value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InputError(f"lr must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _with_l2(params: Params, grads: Params, l2: float) -> Params:
+    """Add the gradient of ``0.5 * l2 * ||W||^2`` for weight matrices (not biases)."""
+    if not l2:
+        return grads
+    return {key: g + l2 * params[key] if key[0] == "W" else g for key, g in grads.items()}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """Base class: hyperparameters plus pure ``init`` and ``update``.
+
+    Attributes
+    ----------
+    lr : float
+        Base learning rate (a schedule scales it per epoch).
+    l2 : float
+        L2 regularisation: ``0.5 * l2 * ||W||^2`` on weight matrices (not biases),
+        added to the gradients. The loss reported by ``fit`` is the data loss only.
+    """
+
+    lr: float = 0.01
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_lr(self.lr)
+        _check_non_negative(self.l2, "l2")
+
+    def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
+        """Initial state for ``params``: a flat dict of arrays on the params' device."""
+        first = next(iter(params.values()))
+        xp = array_namespace(first) if xp is None else xp
+        return {"step": xp.zeros((), dtype=first.dtype, device=first.device)}
+
+    def update(
+        self, params: Params, grads: Params, state: dict[str, Array], lr: Array, *, xp: Any = None
+    ) -> tuple[Params, dict[str, Array]]:
+        """One update. ``lr`` is a 0-d array of the params' dtype. Returns new params and state."""
+        raise NotImplementedError
+
+    def with_lr(self, lr: float) -> Optimizer:
+        """A copy with another base learning rate."""
+        return replace(self, lr=_check_lr(lr))
+
+
+@dataclass(frozen=True)
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    The PyTorch formulation: ``v = momentum * v + g``; ``p = p - lr * v``
+    (Nesterov: ``p = p - lr * (g + momentum * v)``). With ``momentum=0`` this
+    is the tutorial's update ``p = p - lr * g``.
+    """
+
+    momentum: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_fraction(self.momentum, "momentum")
+        if self.nesterov and not self.momentum:
+            raise InputError("nesterov=True needs momentum > 0, got momentum=0")
+
+    def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
+        state = super().init(params, xp=xp)
+        if self.momentum:
+            xp = array_namespace(state["step"]) if xp is None else xp
+            state.update({f"velocity.{key}": xp.zeros_like(p) for key, p in params.items()})
+        return state
+
+    def update(self, params, grads, state, lr, *, xp=None):
+        grads = _with_l2(params, grads, self.l2)
+        new_state = {"step": state["step"] + 1}
+        if not self.momentum:
+            return {key: params[key] - lr * grads[key] for key in params}, new_state
+        new_params = {}
+        for key, p in params.items():
+            velocity = self.momentum * state[f"velocity.{key}"] + grads[key]
+            new_state[f"velocity.{key}"] = velocity
+            direction = grads[key] + self.momentum * velocity if self.nesterov else velocity
+            new_params[key] = p - lr * direction
+        return new_params, new_state
+
+
+@dataclass(frozen=True)
+class Momentum(SGD):
+    """SGD with heavy-ball momentum 0.9 by default (``nesterov=True`` for Nesterov)."""
+
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, Algorithm 1) with bias correction.
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``.
+    ``weight_decay`` is decoupled (AdamW): ``p = p - lr * weight_decay * p`` in the
+    same step, applied to every parameter as in PyTorch's ``AdamW``.
+    """
+
+    lr: float = 0.001
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.betas, tuple) or len(self.betas) != 2:
+            raise InputError(f"betas must be a tuple of two numbers in [0, 1), got {self.betas!r}")
+        _check_fraction(self.betas[0], "betas[0]")
+        _check_fraction(self.betas[1], "betas[1]")
+        if not (isinstance(self.eps, numbers.Real) and math.isfinite(self.eps) and self.eps > 0):
+            raise InputError(f"eps must be a finite number > 0, got {self.eps!r}")
+        _check_non_negative(self.weight_decay, "weight_decay")
+
+    def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
+        state = super().init(params, xp=xp)
+        xp = array_namespace(state["step"]) if xp is None else xp
+        for key, p in params.items():
+            state[f"m.{key}"] = xp.zeros_like(p)
+            state[f"v.{key}"] = xp.zeros_like(p)
+        return state
+
+    def update(self, params, grads, state, lr, *, xp=None):
+        xp = array_namespace(lr) if xp is None else xp
+        grads = _with_l2(params, grads, self.l2)
+        beta1, beta2 = self.betas
+        step = state["step"] + 1
+        correction1 = 1 - beta1**step
+        correction2 = 1 - beta2**step
+        new_params, new_state = {}, {"step": step}
+        for key, p in params.items():
+            g = grads[key]
+            m = beta1 * state[f"m.{key}"] + (1 - beta1) * g
+            v = beta2 * state[f"v.{key}"] + (1 - beta2) * (g * g)
+            new_state[f"m.{key}"], new_state[f"v.{key}"] = m, v
+            direction = (m / correction1) / (xp.sqrt(v / correction2) + self.eps)
+            if self.weight_decay:
+                direction = direction + self.weight_decay * p
+            new_params[key] = p - lr * direction
+        return new_params, new_state
+
+
+@dataclass(frozen=True)
+class AdamW(Adam):
+    """Adam with decoupled weight decay, 0.01 by default (PyTorch's ``AdamW``)."""
+
+    weight_decay: float = 0.01
+
+
+_BY_NAME = {
+    "sgd": lambda lr: SGD(lr=lr),
+    "momentum": lambda lr: Momentum(lr=lr),
+    "nesterov": lambda lr: Momentum(lr=lr, nesterov=True),
+    "adam": lambda lr: Adam(lr=lr),
+    "adamw": lambda lr: AdamW(lr=lr),
+}
+_DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adam": 0.001, "adamw": 0.001}
+
+
+def get_optimizer(optimizer: str | Optimizer = "sgd", lr: float | None = None) -> Optimizer:
+    """An optimizer from a name (sgd, momentum, nesterov, adam, adamw) or an object.
+
+    ``lr``, when given, replaces the optimizer's own learning rate.
+    """
+    if isinstance(optimizer, Optimizer):
+        return optimizer if lr is None else optimizer.with_lr(lr)
+    if not isinstance(optimizer, str) or optimizer not in _BY_NAME:
+        raise InputError(
+            f"optimizer must be one of {sorted(_BY_NAME)} or an anynet.optimizers.Optimizer, "
+            f"got {optimizer!r}"
+        )
+    return _BY_NAME[optimizer](_DEFAULT_LR[optimizer] if lr is None else _check_lr(lr))
+
+
+# -- learning-rate schedules -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constant:
+    """``lr`` at every epoch."""
+
+    def __call__(self, lr: float, epoch: int) -> float:
+        return lr
+
+
+@dataclass(frozen=True)
+class Step:
+    """``lr * gamma ** (epoch // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
+
+    step_size: int = 10
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.step_size, bool)
+            or not isinstance(self.step_size, int)
+            or (self.step_size < 1)
+        ):
+            raise InputError(f"step_size must be a positive integer, got {self.step_size!r}")
+        _check_non_negative(self.gamma, "gamma")
+
+    def __call__(self, lr: float, epoch: int) -> float:
+        return lr * self.gamma ** (epoch // self.step_size)
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """``lr * gamma ** epoch``."""
+
+    gamma: float = 0.99
+
+    def __post_init__(self) -> None:
+        _check_non_negative(self.gamma, "gamma")
+
+    def __call__(self, lr: float, epoch: int) -> float:
+        return lr * self.gamma**epoch
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """Cosine annealing from ``lr`` to ``min_lr`` over ``total`` epochs, then ``min_lr``."""
+
+    total: int = 100
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 1:
+            raise InputError(f"total must be a positive integer, got {self.total!r}")
+        _check_non_negative(self.min_lr, "min_lr")
+
+    def __call__(self, lr: float, epoch: int) -> float:
+        progress = min(epoch, self.total) / self.total
+        return self.min_lr + 0.5 * (lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES = {"constant": Constant, "step": Step, "exponential": Exponential, "cosine": Cosine}
+
+
+def get_schedule(schedule: Any) -> Any:
+    """A schedule from None (constant), a name, or a callable ``(lr, epoch) -> lr``."""
+    if schedule is None:
+        return Constant()
+    if isinstance(schedule, str):
+        if schedule not in SCHEDULES:
+            raise InputError(
+                f"schedule must be one of {sorted(SCHEDULES)} or a callable (lr, epoch) -> lr, "
+                f"got {schedule!r}"
+            )
+        return SCHEDULES[schedule]()
+    if callable(schedule):
+        return schedule
+    raise InputError(
+        f"schedule must be one of {sorted(SCHEDULES)} or a callable (lr, epoch) -> lr, "
+        f"got {schedule!r}"
+    )
