@@ -28,7 +28,14 @@ BACKEND_PACKAGES = {
     "cupy": ["cupy-cuda12x"],
 }
 
-TEST_TOOLS = ["pytest", "hypothesis", "matplotlib", "scikit-learn", "threadpoolctl"]
+TEST_TOOLS = [
+    "pytest",
+    "hypothesis",
+    "matplotlib",
+    "scikit-learn",
+    "threadpoolctl",
+    "tqdm",
+]
 
 
 def _run_suite(session: nox.Session, backend: str) -> None:

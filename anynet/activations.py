@@ -138,6 +138,8 @@ class Activation:
 
 
 def _elementwise(function: Callable[..., Array]) -> Callable[..., Array]:
+    """``function`` accepting (and ignoring) the ``axis`` keyword that softmax needs."""
+
     def call(*arrays: Array, axis: int = -1, xp: Any = None) -> Array:
         return function(*arrays, xp=xp)
 

@@ -40,7 +40,9 @@ class Spec:
         return len(self.activations)
 
 
-def forward(params: Params, x: Array, spec: Spec, xp: Any) -> tuple[Array, list]:
+def forward(
+    params: Params, x: Array, spec: Spec, xp: Any, *, logits_only: bool = False
+) -> tuple[Array, list]:
     """Forward pass.
 
     Parameters
@@ -51,18 +53,25 @@ def forward(params: Params, x: Array, spec: Spec, xp: Any) -> tuple[Array, list]
     spec : Spec
     xp : namespace
         Resolved once by the caller from its inputs.
+    logits_only : bool
+        Stop at the output layer's pre-activation (the loss takes it from there).
 
     Returns
     -------
     a : array, shape (n_L, n_samples)
-        Output activations.
+        Output activations (the logits with ``logits_only``).
     cache : list of (z, a)
-        ``cache[0] = (None, x)``, then each layer's pre-activation and activation.
+        ``cache[0] = (None, x)``, then each layer's pre-activation and activation
+        (``a`` None for the output layer with ``logits_only``).
     """
     a = x
     cache: list = [(None, x)]
+    last = spec.n_layers
     for layer, activation in enumerate(spec.activations, start=1):
         z = dense_forward(params[f"W{layer}"], params[f"b{layer}"], a, xp=xp)
+        if logits_only and layer == last:
+            cache.append((z, None))
+            return z, cache
         a = activation.forward(z, axis=FEATURE_AXIS, xp=xp)
         cache.append((z, a))
     return a, cache
@@ -96,9 +105,8 @@ def loss_and_gradients(
 
     ``t`` has the output's shape ``(n_L, n_samples)`` and float dtype.
     """
-    a, cache = forward(params, x, spec, xp)
-    z = cache[-1][0]
-    value, dz = loss_and_delta(spec.loss, spec.activations[-1], z, a, t, axis=FEATURE_AXIS, xp=xp)
+    z, cache = forward(params, x, spec, xp, logits_only=True)
+    value, dz = loss_and_delta(spec.loss, spec.activations[-1], z, t, axis=FEATURE_AXIS, xp=xp)
     return value, backward(params, cache, dz, spec, xp)
 
 

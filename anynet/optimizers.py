@@ -142,17 +142,18 @@ class SGD(Optimizer):
             raise InputError("nesterov=True needs momentum > 0, got momentum=0")
 
     def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
+        if not self.momentum:
+            return {}  # plain SGD keeps no state: nothing to update, nothing to save
         state = super().init(params, xp=xp)
-        if self.momentum:
-            xp = array_namespace(state["step"]) if xp is None else xp
-            state.update({f"velocity.{key}": xp.zeros_like(p) for key, p in params.items()})
+        xp = array_namespace(state["step"]) if xp is None else xp
+        state.update({f"velocity.{key}": xp.zeros_like(p) for key, p in params.items()})
         return state
 
     def update(self, params, grads, state, lr, *, xp=None):
         grads = _with_l2(params, grads, self.l2)
-        new_state = {"step": state["step"] + 1}
         if not self.momentum:
-            return {key: params[key] - lr * grads[key] for key in params}, new_state
+            return {key: params[key] - lr * grads[key] for key in params}, state
+        new_state = {"step": state["step"] + 1}
         new_params = {}
         for key, p in params.items():
             velocity = self.momentum * state[f"velocity.{key}"] + grads[key]
