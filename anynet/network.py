@@ -7,6 +7,7 @@ layout; the transposes here are views, not copies.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -225,6 +226,9 @@ class Network:
         validation_data: tuple[Any, Any] | None = None,
         callbacks: Sequence[Callback | Callable] | None = None,
         verbose: int | bool = 0,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike | None = None,
     ) -> History:
         """Train the network; by default full-batch gradient descent, as the tutorial does.
 
@@ -260,6 +264,16 @@ class Network:
         verbose : int or bool
             N: print the figures every N epochs. True: a progress bar (tqdm) when
             writing to a terminal, silence otherwise. 0/False: silent.
+        checkpoint : path, optional
+            Save the network, optimizer state, history and position here (atomically,
+            see :func:`anynet.save`) every ``checkpoint_every`` epochs (default 1000)
+            and at the end.
+        resume : path, optional
+            Continue the run saved in this checkpoint: its parameters, optimizer state,
+            history and epoch are restored and training runs up to ``epochs`` in all,
+            visiting the same batches, so an interrupted-then-resumed run ends with the
+            same parameters as an uninterrupted one. The other arguments must match
+            the checkpointed run's.
 
         Returns
         -------
@@ -274,21 +288,11 @@ class Network:
             the start of the last epoch with a finite loss.
         """
         history, self.optimizer_state = training.fit(
-            self,
-            X,
-            y,
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            seed=seed,
-            schedule=schedule,
-            validation_data=validation_data,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+            self, X, y, epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
+            shuffle=shuffle, drop_last=drop_last, seed=seed, schedule=schedule,
+            validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        )  # fmt: skip
         return history
 
     # -- prediction ------------------------------------------------------------
@@ -342,7 +346,13 @@ class Network:
         )
         return float(to_floats(value))
 
-    # -- moving ----------------------------------------------------------------
+    # -- saving and moving -----------------------------------------------------
+    def save(self, path: str | os.PathLike, **kwargs: Any) -> Any:
+        """Save to ``path`` atomically; see :func:`anynet.save` (same keyword arguments)."""
+        from .io import save
+
+        return save(self, path, **kwargs)
+
     def to(self, backend: str | Backend, device: Any = None) -> Network:
         """The same network (spec and bit-identical parameters) on another backend or device.
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import model
 from ._validation import check_features, check_positive_float, check_positive_int, check_targets
-from .backend import Backend, to_floats, to_numpy
+from .backend import Backend, to_floats
 from .errors import DivergenceError, InputError
 from .optimizers import Optimizer, get_optimizer, get_schedule
 
@@ -375,12 +375,13 @@ def fit(
     validation_data: tuple[Any, Any] | None = None,
     callbacks: Sequence[Callback | Callable] | None = None,
     verbose: int | bool = 0,
-    initial_epoch: int = 0,
-    optimizer_state: dict[str, Any] | None = None,
+    checkpoint: Any = None,
+    checkpoint_every: int | None = None,
+    resume: Any = None,
 ) -> tuple[History, dict[str, Array]]:
     """Train ``network`` in place; see :meth:`anynet.Network.fit` for the arguments.
 
-    Returns the history and the final optimizer state.
+    Returns the history (of the whole run, when resumed) and the final optimizer state.
     """
     backend, dtype = network.backend, network.dtype
     epochs = check_positive_int(epochs, "epochs")
@@ -388,14 +389,26 @@ def fit(
     lr_schedule = get_schedule(schedule)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
-    if seed is None:
-        seed = (
-            network.seed
-            if network.seed is not None
-            else int(np.random.default_rng().integers(2**32))
-        )
-    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every", allow_none=True)
+    if checkpoint_every is not None and checkpoint is None:
+        raise InputError("checkpoint_every needs checkpoint=path, got checkpoint=None")
+    run_config = {
+        "optimizer": repr(opt),
+        "batch_size": batch_size,
+        "shuffle": bool(shuffle),
+        "drop_last": bool(drop_last),
+        "schedule": repr(lr_schedule),
+    }
+    resumed = _resume(network, resume, run_config) if resume is not None else None
+    if seed is None:
+        if resumed is not None:
+            seed = resumed["seed"]
+        elif network.seed is not None:
+            seed = network.seed
+        else:
+            seed = int(np.random.default_rng().integers(2**32))
     hooks = _as_callbacks(callbacks)
     progress = _Progress(verbose, epochs)
 
@@ -427,12 +440,20 @@ def fit(
 
     run = _runner(backend, network.spec, opt, batch_size, drop_last, xv is not None)
     params = network._params
-    if optimizer_state is None:
-        state = opt.init(params, xp=backend.xp)
-    else:
-        state = {key: backend.asarray(to_numpy(v), dtype) for key, v in optimizer_state.items()}
+    state = opt.init(params, xp=backend.xp)
     history = History(classifier=network.is_classifier)
+    initial_epoch = 0
+    if resumed is not None:
+        state = _restored_state(state, resumed["optimizer_state"], backend)
+        for name, values in (resumed["history"] or {}).items():
+            if name in ("loss", "val_loss", "val_score", "lr"):
+                getattr(history, name).extend(values)
+        initial_epoch = resumed["epoch"]
+        epochs -= initial_epoch
+        if epochs <= 0:
+            return history, state
     chunk = 1 if hooks else CHUNK
+    save_every = checkpoint_every or (CHUNK if checkpoint is not None else None)
     for hook in hooks:
         hook.on_train_begin(network)
 
@@ -443,6 +464,8 @@ def fit(
         while done < epochs and not stop:
             count = min(chunk, epochs - done)
             first = initial_epoch + done
+            if save_every:  # end chunks where checkpoints fall
+                count = min(count, save_every - first % save_every)
             lrs_host = [lr_schedule(opt.lr, epoch) for epoch in range(first, first + count)]
             bad_lr = [
                 v
@@ -498,11 +521,79 @@ def fit(
                 stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], network)) or stop
             previous = start
             done += count
+            if checkpoint is not None and (
+                (initial_epoch + done) % save_every == 0 or done == epochs or stop
+            ):
+                _save_checkpoint(
+                    checkpoint, network, state, history, run_config, seed, initial_epoch + done
+                )
     finally:
         progress.close()
     for hook in hooks:
         hook.on_train_end(network)
     return history, state
+
+
+def _save_checkpoint(path, network, state, history, run_config, seed, epoch) -> None:
+    from . import io  # io imports Network: import here, not at module level
+
+    extra = {"fit": dict(run_config, seed=seed, epoch=epoch)}
+    io.save(network, path, optimizer_state=state, history=history.to_dict(), extra=extra)
+
+
+def _resume(network: Network, path: Any, run_config: dict[str, Any]) -> dict[str, Any]:
+    """Read a checkpoint written by ``fit(checkpoint=...)`` and check it fits this run."""
+    from . import io
+
+    saved = io.load_checkpoint(path, backend=network.backend)
+    fit_info = saved.extra.get("fit") if isinstance(saved.extra, dict) else None
+    if not isinstance(fit_info, dict) or not isinstance(fit_info.get("epoch"), int):
+        raise InputError(
+            f"resume must be a checkpoint written by fit(checkpoint=...), got {str(path)!r}, "
+            "which holds no training position"
+        )
+    theirs, ours = saved.network, network
+    for name in ("sizes", "activations", "loss_name", "dtype"):
+        if getattr(theirs, name) != getattr(ours, name):
+            raise InputError(
+                f"resume checkpoint {str(path)!r} is for a network with {name} "
+                f"{getattr(theirs, name)!r}, this one has {getattr(ours, name)!r}"
+            )
+    for key, value in run_config.items():
+        if key == "schedule" and " at 0x" in str(value):
+            continue  # a plain function: nothing stable to compare
+        if fit_info.get(key) != value:
+            raise InputError(
+                f"resume checkpoint {str(path)!r} was trained with {key}={fit_info.get(key)!r}, "
+                f"this fit asks for {key}={value!r}: resume with the same settings"
+            )
+    network._params = theirs._params
+    return {
+        "epoch": fit_info["epoch"],
+        "seed": fit_info.get("seed"),
+        "optimizer_state": saved.optimizer_state,
+        "history": saved.history,
+    }
+
+
+def _restored_state(fresh: dict[str, Array], saved: Any, backend: Backend) -> dict[str, Array]:
+    """The saved optimizer state on the device, checked against a fresh one's keys and shapes."""
+    saved = saved or {}
+    if sorted(saved) != sorted(fresh):
+        raise InputError(
+            f"resume checkpoint holds optimizer state {sorted(saved)}, this optimizer "
+            f"needs {sorted(fresh)}"
+        )
+    restored = {}
+    for key, value in fresh.items():
+        host = np.asarray(saved[key])
+        if host.shape != tuple(value.shape):
+            raise InputError(
+                f"resume checkpoint's optimizer state {key!r} has shape {host.shape}, "
+                f"expected {tuple(value.shape)}"
+            )
+        restored[key] = backend.xp.astype(backend.asarray(host, copy=True), value.dtype)
+    return restored
 
 
 def _diverged(network, run, start, previous, bad, first_epoch, value, x, t, xv, tv, history):

@@ -451,3 +451,63 @@ def test_digits_example_reaches_97_percent(backend, tmp_path):
     accuracy = digits.main(["--backend", backend.name, *device, "--out", str(tmp_path)])
     assert accuracy >= 0.97
     assert (tmp_path / "digits_learning_curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+class Interrupt(an.Callback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs, network):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("optimizer, batch_size", [("adam", 16), ("sgd", None)])
+def test_interrupted_then_resumed_run_equals_the_uninterrupted_one(
+    backend, tmp_path, optimizer, batch_size
+):
+    X, y = spirals_problem()
+    settings = dict(
+        epochs=14,
+        optimizer=optimizer,
+        lr=0.05,
+        batch_size=batch_size,
+        seed=4,
+        schedule=Step(step_size=4, gamma=0.5),
+    )
+    whole = an.Network(
+        [2, 6, 3], ["relu", "softmax"], init="he", seed=0, dtype="float64", backend=backend
+    )
+    full_history = whole.fit(X, y, **settings)
+
+    path = tmp_path / "run.npz"
+    first = an.Network(
+        [2, 6, 3], ["relu", "softmax"], init="he", seed=0, dtype="float64", backend=backend
+    )
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(X, y, checkpoint=path, checkpoint_every=5, callbacks=[Interrupt(8)], **settings)
+    assert path.exists()
+    fresh = an.Network(
+        [2, 6, 3], ["relu", "softmax"], init="he", seed=123, dtype="float64", backend=backend
+    )
+    history = fresh.fit(X, y, resume=path, **settings)
+    assert history.loss == full_history.loss and history.lr == full_history.lr
+    for key, value in whole.params.items():
+        assert_on_backend(fresh.params[key], backend)
+        np.testing.assert_array_equal(an.to_numpy(fresh.params[key]), an.to_numpy(value))
+
+
+def test_resume_refuses_other_settings_or_networks(backend, tmp_path):
+    X, y = spirals_problem()
+    path = tmp_path / "run.npz"
+    net = an.Network([2, 6, 3], ["relu", "softmax"], seed=0, backend=backend)
+    net.fit(X, y, epochs=3, optimizer="momentum", batch_size=16, checkpoint=path)
+    with pytest.raises(an.InputError, match="was trained with optimizer=.*resume with the same"):
+        net.fit(X, y, epochs=6, optimizer="adam", batch_size=16, resume=path)
+    with pytest.raises(an.InputError, match="was trained with batch_size=16"):
+        net.fit(X, y, epochs=6, optimizer="momentum", batch_size=8, resume=path)
+    other = an.Network([2, 5, 3], ["relu", "softmax"], seed=0, backend=backend)
+    with pytest.raises(an.InputError, match="is for a network with sizes"):
+        other.fit(X, y, epochs=6, optimizer="momentum", batch_size=16, resume=path)
+    with pytest.raises(an.InputError, match="checkpoint_every needs checkpoint=path"):
+        net.fit(X, y, epochs=2, checkpoint_every=1)
