@@ -7,7 +7,7 @@ NumPy, array-api-strict, JAX, PyTorch and CuPy.
 
 from __future__ import annotations
 
-from . import activations, datasets, losses, optimizers, random
+from . import activations, datasets, losses, optimizers, random, testing
 from .backend import (
     BACKEND_NAMES,
     Backend,
@@ -44,6 +44,7 @@ __all__ = [
     "optimizers",
     "random",
     "set_backend",
+    "testing",
     "to_numpy",
     "use_backend",
 ]

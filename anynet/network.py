@@ -196,7 +196,9 @@ class Network:
     def loss(self, X: Any, y: Any) -> float:
         """Mean loss over the samples (see :mod:`anynet.losses` for the definitions)."""
         x = self._inputs(X)
-        value, _ = self._loss_and_gradients(x, self._targets(y, x.shape[1]))
+        value, _ = model.evaluate(
+            self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
+        )
         return float(to_floats(value))
 
     def gradients(self, X: Any, y: Any) -> dict[str, Array]:

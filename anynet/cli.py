@@ -1,0 +1,790 @@
+"""The ``anynet`` command: which backends work here, do they agree, and a quick training run.
+
+::
+
+    anynet backends [--json]
+    anynet validate [--backends NAME ...] [--dtype float64|float32]
+                    [--model flower|digits|SPEC] [--epochs N] [--lr LR] [--json]
+    anynet train [--data flower|moons|circles|spirals] [--sizes 2-4-1]
+                 [--activations tanh,sigmoid] [--backend NAME] [--device DEV]
+                 [--epochs N] [--lr LR] [--seed S] [--out boundary.png]
+
+``python -m anynet ...`` runs the same. :func:`main` returns the exit status:
+0 success; 1 backends disagree (``validate``); 2 bad usage or an error.
+
+A model SPEC is ``SIZES[:ACTIVATIONS[:LOSS]]``: layer widths joined by ``-``, then
+optionally one activation per layer joined by ``,``, then optionally a loss name,
+e.g. ``2-8-8-1:relu,relu,sigmoid`` or ``3-6-2:tanh,identity:mse``. Its data are drawn
+from a fixed random "teacher" network (256 samples, seed 0), so every run sees the
+same numbers.
+
+This is an application, not the library: when ``JAX_ENABLE_X64`` is unset it sets it
+to ``1`` before JAX is imported, so that JAX can take part in float64 checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "parse_spec"]
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+
+_MODULES = {
+    "numpy": "numpy",
+    "array_api_strict": "array_api_strict",
+    "jax": "jax",
+    "torch": "torch",
+    "cupy": "cupy",
+}
+
+#: Whether :func:`main` set JAX_ENABLE_X64 itself (reported by ``anynet backends``).
+_x64_set_here = False
+
+
+class CliError(Exception):
+    """A problem with the command line that is not argparse's (reported, exit status 2)."""
+
+
+# ======================================================================== entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``anynet`` command on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    global _x64_set_here
+    if "JAX_ENABLE_X64" not in os.environ:
+        os.environ["JAX_ENABLE_X64"] = "1"
+        _x64_set_here = True
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error argparse already printed
+        return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    from .errors import AnynetError
+
+    try:
+        return args.run(args)
+    except (AnynetError, CliError) as exc:
+        print(f"anynet {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anynet",
+        description="anynet: one neural-network math, every array backend.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    backends = commands.add_parser(
+        "backends",
+        help="list the backends: installed, version, devices, float64",
+        description="List every backend anynet knows: installed or not, version, devices, "
+        "default floating dtype, and whether float64 works. Never fails on a missing one.",
+    )
+    backends.add_argument("--json", action="store_true", help="print JSON")
+    backends.set_defaults(run=_cmd_backends)
+
+    validate = commands.add_parser(
+        "validate",
+        help="train one network from identical weights on every backend and compare",
+        description="Train the same network from identical initial weights on each backend "
+        "and compare with NumPy: final loss, parameters, predictions, a gradient check and "
+        "the time per epoch. Exit status 0 only when every backend agrees within tolerance.",
+        epilog="SPEC is SIZES[:ACTIVATIONS[:LOSS]], e.g. 2-8-8-1:relu,relu,sigmoid.",
+    )
+    validate.add_argument(
+        "--backends",
+        nargs="+",
+        metavar="NAME",
+        help="backends (NAME or NAME:DEVICE, space- or comma-separated); "
+        "default: every available one",
+    )
+    validate.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    validate.add_argument(
+        "--model", default="flower", help="flower (default), digits, or a SPEC like 2-8-1"
+    )
+    validate.add_argument(
+        "--epochs", type=_positive_int, default=200, help="epochs of full-batch gradient descent"
+    )
+    validate.add_argument("--lr", type=_positive_float, help="learning rate (default per model)")
+    validate.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    validate.add_argument(
+        "--rtol", type=_positive_float, help="tolerance of the parameters and loss after training"
+    )
+    validate.add_argument("--json", action="store_true", help="print JSON")
+    validate.set_defaults(run=_cmd_validate)
+
+    train = commands.add_parser(
+        "train",
+        help="train on a toy dataset and save the decision boundary",
+        description="Train a network on a 2-D toy dataset (the flower example's job) and "
+        "save a picture of its decision boundary.",
+    )
+    train.add_argument("--data", choices=sorted(_TRAIN_DEFAULTS), default="flower", help="dataset")
+    train.add_argument("--sizes", help="layer widths, e.g. 2-4-1 (default per dataset)")
+    train.add_argument("--activations", help="one per layer, e.g. tanh,sigmoid")
+    train.add_argument("--backend", help="numpy, array_api_strict, jax, torch, cupy")
+    train.add_argument("--device", help="cpu, gpu, gpu:1, ...")
+    train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    train.add_argument("--epochs", type=_positive_int, default=10000)
+    train.add_argument("--lr", type=_positive_float, help="learning rate (default per dataset)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    train.add_argument("--out", default="boundary.png", help="PNG file for the boundary picture")
+    train.add_argument("--no-plot", action="store_true", help="do not draw the picture")
+    train.set_defaults(run=_cmd_train)
+    return parser
+
+
+# ======================================================================== anynet backends
+
+
+def _install_hint(name: str) -> str:
+    from . import backend
+
+    return getattr(backend, "_INSTALL_HINTS", {}).get(name, f"pip install {name}")
+
+
+def _devices(name: str, module: Any) -> list[str]:
+    """Device names found for backend ``name`` (its library already imported)."""
+    if name == "numpy":
+        return ["cpu"]
+    if name == "array_api_strict":
+        from .testing import _short_device
+
+        return [_short_device(d) for d in module.__array_namespace_info__().devices()]
+    if name == "jax":
+        found = []
+        for kind in ("cpu", "gpu", "tpu"):
+            try:
+                found += [f"{kind}:{index}" for index, _ in enumerate(module.devices(kind))]
+            except RuntimeError:
+                continue
+        return found
+    if name == "torch":
+        count = module.cuda.device_count() if module.cuda.is_available() else 0
+        found = ["cpu", *(f"cuda:{index}" for index in range(count))]
+        mps = getattr(module.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            found.append("mps")
+        return found
+    count = module.cuda.runtime.getDeviceCount()
+    return [f"cuda:{index}" for index in range(count)]
+
+
+def _probe(name: str) -> dict[str, Any]:
+    """What ``anynet backends`` reports about one backend; never raises."""
+    from .backend import get_backend
+
+    info: dict[str, Any] = {
+        "backend": name,
+        "installed": False,
+        "version": None,
+        "usable": False,
+        "devices": [],
+        "default_float": None,
+        "float64": None,
+        "note": "",
+    }
+    try:
+        module = importlib.import_module(_MODULES[name])
+    except ImportError:
+        info["note"] = f"not installed: {_install_hint(name)}"
+        return info
+    except Exception as exc:  # a broken install is reported, never a crash
+        info["note"] = f"import failed: {type(exc).__name__}: {exc}"
+        return info
+    info["installed"] = True
+    info["version"] = str(getattr(module, "__version__", "?"))
+    try:
+        backend = get_backend(name)
+        info["devices"] = _devices(name, module)
+    except Exception as exc:
+        info["note"] = str(exc)
+        return info
+    info["usable"] = True
+    try:
+        defaults = backend.xp.__array_namespace_info__().default_dtypes(device=backend.device)
+        info["default_float"] = str(defaults["real floating"]).rsplit(".", 1)[-1]
+    except Exception:  # an old namespace without the inspection API
+        info["default_float"] = None
+    problem = backend.float64_problem()
+    info["float64"] = problem is None
+    if problem is not None:
+        info["note"] = "float64 needs JAX_ENABLE_X64=1 (JAX's 64-bit mode is off)"
+    elif name == "jax" and _x64_set_here:
+        info["note"] = (
+            "float64 works because this command set JAX_ENABLE_X64=1; "
+            "set it yourself in your programs"
+        )
+    return info
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    from .backend import BACKEND_NAMES
+    from .testing import _table
+
+    infos = [_probe(name) for name in BACKEND_NAMES]
+    if args.json:
+        print(json.dumps({"backends": infos}, indent=2))
+        return EXIT_OK
+    rows = [
+        [
+            info["backend"],
+            _yes(info["installed"]),
+            info["version"] or "-",
+            _yes(info["usable"]) if info["installed"] else "-",
+            ", ".join(info["devices"]) or "-",
+            info["default_float"] or "-",
+            _yes(info["float64"]),
+        ]
+        for info in infos
+    ]
+    headers = ["backend", "installed", "version", "usable", "devices", "default float", "float64"]
+    print(_table(headers, rows))
+    notes = [f"  {info['backend']}: {info['note']}" for info in infos if info["note"]]
+    if notes:
+        print("notes:")
+        print("\n".join(notes))
+    return EXIT_OK
+
+
+# ======================================================================== anynet validate
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A network spec with its data and learning rate, for ``validate`` and ``train``."""
+
+    name: str
+    sizes: list[int]
+    activations: list[str] | None
+    loss: str | None
+    X: np.ndarray
+    y: np.ndarray
+    lr: float
+    init: str
+    init_scale: float | None = None
+
+
+def parse_spec(text: str) -> tuple[list[int], list[str] | None, str | None]:
+    """Parse a model SPEC ``SIZES[:ACTIVATIONS[:LOSS]]``.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"2-8-8-1:relu,relu,sigmoid"``, ``"4-16-3"``, ``"3-6-2:tanh,identity:mse"``.
+
+    Returns
+    -------
+    sizes : list of int
+    activations : list of str or None
+        None when the SPEC has no activations part (the network's defaults apply).
+    loss : str or None
+
+    Raises
+    ------
+    CliError
+        A part that cannot be read; the message names it.
+    """
+    parts = text.strip().split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise CliError(
+            f"model SPEC must look like SIZES[:ACTIVATIONS[:LOSS]], e.g. "
+            f"2-8-8-1:relu,relu,sigmoid; got {text!r}"
+        )
+    try:
+        sizes = [int(size) for size in parts[0].split("-")]
+    except ValueError:
+        raise CliError(
+            f"model SPEC sizes must be integers joined by '-', e.g. 2-8-1; got {parts[0]!r}"
+        ) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise CliError(f"model SPEC needs at least two positive sizes, got {parts[0]!r}")
+    activations = None
+    if len(parts) > 1 and parts[1]:
+        activations = [name.strip() for name in parts[1].split(",")]
+        if len(activations) != len(sizes) - 1:
+            raise CliError(
+                f"model SPEC needs one activation per layer ({len(sizes) - 1}), "
+                f"got {len(activations)}: {parts[1]!r}"
+            )
+    loss = parts[2].strip() if len(parts) > 2 and parts[2] else None
+    return sizes, activations, loss
+
+
+def _teacher_data(sizes: list[int], head: str, n: int = 256, seed: int = 0):
+    """Inputs and targets drawn from a fixed random network, shaped for ``sizes``."""
+    rng = np.random.default_rng(seed)
+    n_in, n_out = sizes[0], sizes[-1]
+    X = rng.normal(size=(n, n_in))
+    hidden = np.tanh(X @ rng.normal(size=(n_in, 8)))
+    logits = hidden @ rng.normal(size=(8, n_out))
+    if head == "sigmoid":
+        labels = (logits > 0).astype(np.int64)
+        return X, labels[:, 0] if n_out == 1 else labels
+    if head == "softmax":
+        return X, np.argmax(logits, axis=1).astype(np.int64)
+    values = np.tanh(logits)
+    return X, values[:, 0] if n_out == 1 else values
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        datasets = importlib.import_module("sklearn.datasets")
+    except ImportError as exc:
+        raise CliError(
+            f"--model digits needs scikit-learn, which is not installed ({exc}): "
+            "pip install scikit-learn"
+        ) from exc
+    digits = datasets.load_digits()
+    return digits.data / 16.0, digits.target.astype(np.int64)
+
+
+def _problem(model: str) -> Problem:
+    from . import datasets
+
+    if model == "flower":
+        X, y = datasets.planar_flower()
+        return Problem(
+            "flower",
+            [2, 4, 1],
+            ["tanh", "sigmoid"],
+            "binary_crossentropy",
+            X,
+            y,
+            lr=1.2,
+            init="normal",
+            init_scale=0.01,
+        )
+    if model == "digits":
+        X, y = _digits()
+        return Problem(
+            "digits",
+            [64, 32, 10],
+            ["relu", "softmax"],
+            "categorical_crossentropy",
+            X,
+            y,
+            lr=0.5,
+            init="he",
+        )
+    sizes, activations, loss = parse_spec(model)
+    head = activations[-1] if activations else ("sigmoid" if sizes[-1] == 1 else "softmax")
+    X, y = _teacher_data(sizes, head)
+    return Problem(model, sizes, activations, loss, X, y, lr=0.1, init="xavier")
+
+
+def _backend_specs(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    specs = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not specs:
+        raise CliError("--backends needs at least one backend name")
+    return specs
+
+
+@dataclass
+class Outcome:
+    """One backend's row of ``anynet validate``."""
+
+    backend: str
+    loss: float | None = None
+    max_param_diff: float | None = None
+    param_rel_diff: float | None = None
+    loss_rel_diff: float | None = None
+    prediction_agreement: float | None = None
+    gradient_error: float | None = None
+    gradient_ok: bool | None = None
+    ms_per_epoch: float | None = None
+    ok: bool = False
+    skipped: bool = False
+    problems: str = ""
+
+
+def _compiles(backend: Any) -> bool:
+    """Whether the backend compiles functions (JAX): its ``jit`` is not the identity."""
+
+    def probe() -> None:
+        return None
+
+    return backend.jit(probe) is not probe
+
+
+def _train(net: Any, problem: Problem, epochs: int, lr: float) -> tuple[Any, float]:
+    """Train ``net`` in place; return it and the milliseconds per epoch.
+
+    Where the backend compiles, a copy is trained first, so that the time measured
+    is that of running the compiled code, not of compiling it.
+    """
+    if _compiles(net.backend):
+        net.to(net.backend).fit(problem.X, problem.y, epochs=epochs, lr=lr)
+    start = time.perf_counter()
+    net.fit(problem.X, problem.y, epochs=epochs, lr=lr)
+    net.backend.synchronize()
+    return net, (time.perf_counter() - start) * 1000 / epochs
+
+
+def _gradient_subset(problem: Problem, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` evenly spaced samples (finite differences are cheap and kink-free on few)."""
+    step = max(1, len(problem.X) // n)
+    return problem.X[::step][:n], problem.y[::step][:n]
+
+
+def _run_backend(label: str, start: Any, problem: Problem, epochs: int, lr: float) -> dict:
+    """Train a copy of ``start`` on backend ``label``; the host results."""
+    from .backend import to_numpy
+    from .testing import GradientCheckError, _resolve, check_gradients
+
+    backend = _resolve(label)
+    net, ms = _train(start.to(backend), problem, epochs, lr)
+    Xg, yg = _gradient_subset(problem)
+    try:
+        report = check_gradients(net, Xg, yg, max_entries=16)
+    except GradientCheckError as exc:
+        report = exc.report
+    return {
+        "params": {key: to_numpy(value).astype(np.float64) for key, value in net.params.items()},
+        "loss": net.loss(problem.X, problem.y),
+        "predictions": to_numpy(net.predict(problem.X)),
+        "classifier": net.is_classifier,
+        "gradient_error": report.worst,
+        "gradient_ok": report.ok,
+        "ms": ms,
+    }
+
+
+def _compare(label: str, got: dict, want: dict, dtype: str, rtol: float) -> Outcome:
+    from .testing import GRADIENT_RTOL
+
+    diffs = [np.max(np.abs(got["params"][k] - want["params"][k])) for k in want["params"]]
+    scales = [max(np.max(np.abs(want["params"][k])), 1e-300) for k in want["params"]]
+    rel = max(float(d / s) for d, s in zip(diffs, scales, strict=True))
+    loss_rel = abs(got["loss"] - want["loss"]) / max(abs(want["loss"]), 1e-300)
+    if got["classifier"]:
+        agreement = float(np.mean(got["predictions"] == want["predictions"]))
+    else:
+        bound = rtol * max(1.0, float(np.max(np.abs(want["predictions"]))))
+        agreement = float(np.mean(np.abs(got["predictions"] - want["predictions"]) <= bound))
+    minimum = 1.0 if dtype == "float64" else 0.99
+    problems = []
+    if not rel <= rtol:
+        problems.append("parameters")
+    if not loss_rel <= rtol:
+        problems.append("loss")
+    if not agreement >= minimum:
+        problems.append("predictions")
+    if not got["gradient_ok"]:
+        problems.append(f"gradients (> {GRADIENT_RTOL[dtype]:g})")
+    return Outcome(
+        backend=label,
+        loss=float(got["loss"]),
+        max_param_diff=float(max(diffs)),
+        param_rel_diff=rel,
+        loss_rel_diff=float(loss_rel),
+        prediction_agreement=agreement,
+        gradient_error=float(got["gradient_error"]),
+        gradient_ok=bool(got["gradient_ok"]),
+        ms_per_epoch=float(got["ms"]),
+        ok=not problems,
+        problems=", ".join(problems),
+    )
+
+
+def _selected(specs: list[str] | None, dtype: str) -> list[tuple[str, str | None]]:
+    """(label, reason-to-skip) for each backend to run; explicit ones are never skipped."""
+    from .backend import available_backends, get_backend
+
+    if specs is not None:
+        return [(spec, None) for spec in specs]
+    chosen = []
+    for name in available_backends():
+        try:
+            get_backend(name).dtype(dtype)
+            chosen.append((name, None))
+        except Exception as exc:
+            chosen.append((name, str(exc)))
+    return chosen
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .network import Network
+    from .testing import TRAINING_RTOL
+
+    problem = _problem(args.model)
+    lr = problem.lr if args.lr is None else args.lr
+    rtol = TRAINING_RTOL[args.dtype] if args.rtol is None else args.rtol
+    start = Network(
+        problem.sizes,
+        problem.activations,
+        problem.loss,
+        init=problem.init,
+        init_scale=problem.init_scale,
+        seed=args.seed,
+        dtype=args.dtype,
+        backend="numpy",
+    )
+    reference = _run_backend("numpy", start, problem, args.epochs, lr)
+    outcomes = [_compare("numpy", reference, reference, args.dtype, rtol)]
+    outcomes[0].backend = "numpy (reference)"
+    for label, skip in _selected(_backend_specs(args.backends), args.dtype):
+        if label == "numpy":
+            continue
+        if skip is not None:
+            outcomes.append(Outcome(label, ok=True, skipped=True, problems=f"skipped: {skip}"))
+            continue
+        try:
+            got = _run_backend(label, start, problem, args.epochs, lr)
+        except Exception as exc:  # reported as a failed row; the other backends still run
+            outcomes.append(Outcome(label, problems=f"{type(exc).__name__}: {exc}"))
+            continue
+        outcomes.append(_compare(label, got, reference, args.dtype, rtol))
+    ok = all(outcome.ok for outcome in outcomes)
+    summary = {
+        "model": problem.name,
+        "sizes": start.sizes,
+        "activations": start.activations,
+        "loss": start.loss_name,
+        "dtype": args.dtype,
+        "epochs": args.epochs,
+        "lr": lr,
+        "seed": args.seed,
+        "reference": "numpy",
+        "tolerances": {
+            "param_rtol": rtol,
+            "loss_rtol": rtol,
+            "min_prediction_agreement": 1.0 if args.dtype == "float64" else 0.99,
+            "gradient_rtol": _gradient_rtol(args.dtype),
+        },
+        "results": [asdict(outcome) for outcome in outcomes],
+        "ok": ok,
+    }
+    if args.json:
+        print(json.dumps(_finite(summary), indent=2))
+    else:
+        _print_validation(summary, outcomes)
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def _gradient_rtol(dtype: str) -> float:
+    from .testing import GRADIENT_RTOL
+
+    return GRADIENT_RTOL[dtype]
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _print_validation(summary: dict, outcomes: list[Outcome]) -> None:
+    from .testing import _format, _table
+
+    tol = summary["tolerances"]
+    print(
+        f"validate: {summary['model']} {summary['sizes']} {','.join(summary['activations'])} "
+        f"{summary['loss']}, {summary['dtype']}, {summary['epochs']} epochs, lr {summary['lr']}, "
+        f"seed {summary['seed']}"
+    )
+    print(
+        f"pass: parameters and loss within rtol {tol['param_rtol']:g} of numpy "
+        f"(max|diff| / max|param| per array), predictions agree >= "
+        f"{tol['min_prediction_agreement']:.0%}, gradient check <= {tol['gradient_rtol']:g}"
+    )
+    rows = []
+    for o in outcomes:
+        if o.skipped or o.loss is None:
+            rows.append(
+                [o.backend, "-", "-", "-", "-", "-", "-", "skipped" if o.skipped else "FAILED"]
+            )
+            continue
+        rows.append(
+            [
+                o.backend,
+                f"{o.loss:.10f}",
+                _format(o.max_param_diff),
+                _format(o.param_rel_diff),
+                f"{o.prediction_agreement:.2%}",
+                _format(o.gradient_error),
+                f"{o.ms_per_epoch:.3f}",
+                "ok" if o.ok else "FAILED",
+            ]
+        )
+    headers = ["backend", "loss", "max|dparam|", "rel", "agree", "grad err", "ms/epoch", "status"]
+    print(_table(headers, rows))
+    for o in outcomes:
+        if o.problems:
+            verb = "" if o.skipped or o.loss is None else "disagrees in "
+            print(f"  {o.backend}: {verb}{o.problems}")
+    print(
+        "all backends agree" if summary["ok"] else "FAILED: some backends disagree or did not run"
+    )
+
+
+# ======================================================================== anynet train
+
+_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "flower": {"sizes": "2-4-1", "activations": "tanh,sigmoid", "lr": 1.2, "init": "normal"},
+    "moons": {"sizes": "2-8-1", "activations": "tanh,sigmoid", "lr": 1.0, "init": "xavier"},
+    "circles": {"sizes": "2-8-1", "activations": "tanh,sigmoid", "lr": 1.0, "init": "xavier"},
+    "spirals": {"sizes": "2-32-3", "activations": "relu,softmax", "lr": 1.0, "init": "he"},
+}
+
+
+def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from . import datasets
+
+    return {
+        "flower": datasets.planar_flower,
+        "moons": datasets.moons,
+        "circles": datasets.circles,
+        "spirals": datasets.spirals,
+    }[name]()
+
+
+def _plot_boundary(net: Any, X: np.ndarray, y: np.ndarray, title: str, path: str) -> None:
+    """Draw the decision regions and the data; write the PNG atomically."""
+    try:
+        figure_module = importlib.import_module("matplotlib.figure")
+        agg = importlib.import_module("matplotlib.backends.backend_agg")
+    except ImportError as exc:
+        raise CliError(
+            f"drawing the boundary needs matplotlib ({exc}): pip install matplotlib, "
+            "or pass --no-plot"
+        ) from exc
+    from .backend import to_numpy
+
+    pad = 0.5
+    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 300)
+    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 300)
+    xx, yy = np.meshgrid(xs, ys)
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    zz = to_numpy(net.predict(grid)).reshape(xx.shape)
+    classes = int(max(y.max(), zz.max())) + 1
+    figure = figure_module.Figure(figsize=(6, 5))
+    agg.FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    levels = np.arange(classes + 1) - 0.5
+    ax.contourf(xx, yy, zz, levels=levels, cmap="Spectral", alpha=0.4, vmin=0, vmax=classes - 1)
+    ax.scatter(
+        X[:, 0],
+        X[:, 1],
+        c=y,
+        s=20,
+        cmap="Spectral",
+        edgecolors="k",
+        linewidths=0.3,
+        vmin=0,
+        vmax=classes - 1,
+    )
+    ax.set_title(title)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    _save_atomically(figure, path)
+
+
+def _save_atomically(figure: Any, path: str) -> None:
+    """Write ``figure`` as PNG to ``path``: a temporary file in the same folder, then rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".anynet-", suffix=".png.tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
+        with os.fdopen(handle, "wb") as stream:
+            figure.savefig(stream, format="png", dpi=100, bbox_inches="tight")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .backend import get_backend
+    from .network import Network
+
+    defaults = _TRAIN_DEFAULTS[args.data]
+    sizes, _, _ = parse_spec(args.sizes or defaults["sizes"])
+    if args.activations is not None:
+        activations = [name.strip() for name in args.activations.split(",")]
+    elif args.sizes is None:
+        activations = defaults["activations"].split(",")
+    else:
+        activations = None  # the network's defaults for the sizes given
+    if sizes[0] != 2:
+        raise CliError(f"--sizes must start with 2 (the data have 2 features), got {args.sizes}")
+    X, y = _load(args.data)
+    lr = defaults["lr"] if args.lr is None else args.lr
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0, got {args.seed}")
+    backend = get_backend(args.backend, args.device)
+    net = Network(
+        sizes,
+        activations,
+        init=defaults["init"] if args.sizes is None else "xavier",
+        init_scale=0.01 if defaults["init"] == "normal" and args.sizes is None else None,
+        seed=args.seed,
+        dtype=args.dtype,
+        backend=backend,
+    )
+    print(f"{args.data}: {net!r}, lr {lr}, {args.epochs} epochs")
+    start = time.perf_counter()
+    history = net.fit(X, y, epochs=args.epochs, lr=lr)
+    seconds = time.perf_counter() - start
+    every = max(1, args.epochs // 10)
+    for epoch in range(0, len(history.loss), every):
+        print(f"epoch {epoch}: loss {history.loss[epoch]:.6f}")
+    accuracy = net.score(X, y)
+    print(f"final loss {net.loss(X, y):.6f}, training accuracy {accuracy:.2%} ({seconds:.2f} s)")
+    if not args.no_plot:
+        title = f"{args.data}, {'-'.join(map(str, sizes))} on {backend.name}: {accuracy:.1%}"
+        _plot_boundary(net, X, y, title, args.out)
+        print(f"saved {args.out}")
+    return EXIT_OK
