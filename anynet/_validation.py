@@ -160,8 +160,14 @@ def _check_finite(array: Array, xp: Any, name: str) -> None:
         )
 
 
-def check_features(X: Any, backend: Backend, n_features: int, dtype: str, name: str = "X") -> Array:
-    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``."""
+def check_features(
+    X: Any, backend: Backend, n_features: int, dtype: str, name: str = "X", *, columns: bool = False
+) -> Array:
+    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``.
+
+    With ``columns``, returned transposed, ``(n_features, n_samples)``: host data is
+    transposed into a contiguous array before it moves, device data as a view.
+    """
     array, on_host = to_own_backend(X, backend, name)
     xp = array_namespace(array)
     _check_numeric(array, xp, name, allow_bool=True)
@@ -181,10 +187,7 @@ def check_features(X: Any, backend: Backend, n_features: int, dtype: str, name: 
     if array.shape[0] == 0:
         raise InputError(f"{name} must hold at least one sample, got shape {tuple(array.shape)}")
     _check_finite(array, xp, name)
-    if on_host:
-        return backend.asarray(array, dtype)
-    wanted = backend.dtype(dtype)
-    return array if array.dtype == wanted else xp.astype(array, wanted)
+    return _finish(array, on_host, backend, dtype, columns)
 
 
 def check_targets(
@@ -195,8 +198,12 @@ def check_targets(
     backend: Backend,
     dtype: str,
     name: str = "y",
+    *,
+    columns: bool = False,
 ) -> Array:
     """Targets as a float array ``(n_samples, n_outputs)`` on the backend's device.
+
+    With ``columns``, transposed to ``(n_outputs, n_samples)`` as for :func:`check_features`.
 
     Binary cross-entropy takes 0/1 labels ``(n,)`` or ``(n, n_outputs)``;
     categorical cross-entropy takes integer labels ``(n,)`` in ``[0, n_outputs)``
@@ -244,9 +251,18 @@ def check_targets(
                 f"{name} rows must be one-hot (or probabilities summing to one) for "
                 f"categorical_crossentropy, got row {row} = {to_numpy(array)[row].tolist()}"
             )
+    return _finish(array, on_host, backend, dtype, columns)
+
+
+def _finish(array: Array, on_host: bool, backend: Backend, dtype: str, columns: bool) -> Array:
+    """Cast and move a checked 2-D array, transposed when ``columns``."""
     if on_host:
-        return backend.asarray(array, dtype)
-    return xp.astype(array, backend.dtype(dtype))
+        host = np.ascontiguousarray(array.T) if columns else array
+        return backend.asarray(host, dtype)
+    xp = array_namespace(array)
+    wanted = backend.dtype(dtype)
+    array = array if array.dtype == wanted else xp.astype(array, wanted)
+    return array.T if columns else array
 
 
 def _one_hot(labels: Array, xp: Any, n_classes: int, name: str) -> Array:

@@ -7,7 +7,8 @@ pre-activation ``z`` from the gradient with respect to the output ``a`` (both
 ``1 - a**2`` for tanh, the sign of ``z`` for ReLU).
 
 All functions are elementwise except :func:`softmax`, which normalises along
-``axis``. The array namespace is taken from the inputs, or passed as ``xp=``
+``axis``; the elementwise ones accept ``axis`` too (and ignore it), so that every
+activation has one signature. The array namespace is taken from the inputs, or passed as ``xp=``
 by callers that have resolved it once already.
 """
 
@@ -45,18 +46,18 @@ Array = Any
 LEAKY_SLOPE = 0.01
 
 
-def tanh(z: Array, /, *, xp: Any = None) -> Array:
+def tanh(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """Hyperbolic tangent, elementwise; same shape and dtype as ``z``."""
     xp = array_namespace(z) if xp is None else xp
     return xp.tanh(z)
 
 
-def tanh_backward(da: Array, z: Array, a: Array, /, *, xp: Any = None) -> Array:
+def tanh_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``da * (1 - a**2)``: the tutorial's derivative of tanh, from its output."""
     return da * (1 - a * a)
 
 
-def sigmoid(z: Array, /, *, xp: Any = None) -> Array:
+def sigmoid(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """Logistic sigmoid ``1 / (1 + exp(-z))``, computed without overflow.
 
     ``exp`` only ever sees ``-|z|``, so ``z = ±1e4`` gives exactly 1 and a
@@ -67,41 +68,43 @@ def sigmoid(z: Array, /, *, xp: Any = None) -> Array:
     return xp.where(z >= 0, 1.0, e) / (1 + e)
 
 
-def sigmoid_backward(da: Array, z: Array, a: Array, /, *, xp: Any = None) -> Array:
+def sigmoid_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``da * a * (1 - a)``."""
     return da * (a * (1 - a))
 
 
-def relu(z: Array, /, *, xp: Any = None) -> Array:
+def relu(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``max(z, 0)`` elementwise (``maximum``, not ``where``: much faster on NumPy float32)."""
     xp = array_namespace(z) if xp is None else xp
     return xp.maximum(z, 0.0)
 
 
-def relu_backward(da: Array, z: Array, a: Array, /, *, xp: Any = None) -> Array:
+def relu_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``da`` where ``z > 0``, else 0 (the derivative at 0 is taken as 0, as in PyTorch)."""
     xp = array_namespace(z) if xp is None else xp
     return da * xp.astype(z > 0, da.dtype)
 
 
-def leaky_relu(z: Array, /, *, xp: Any = None) -> Array:
+def leaky_relu(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``z`` for ``z > 0``, else ``0.01 * z``."""
     xp = array_namespace(z) if xp is None else xp
     return xp.maximum(z, LEAKY_SLOPE * z)
 
 
-def leaky_relu_backward(da: Array, z: Array, a: Array, /, *, xp: Any = None) -> Array:
+def leaky_relu_backward(
+    da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None
+) -> Array:
     """``da`` where ``z > 0``, else ``0.01 * da``."""
     xp = array_namespace(z) if xp is None else xp
     return xp.where(z > 0, da, LEAKY_SLOPE * da)
 
 
-def identity(z: Array, /, *, xp: Any = None) -> Array:
+def identity(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``z`` unchanged (linear output, for regression)."""
     return z
 
 
-def identity_backward(da: Array, z: Array, a: Array, /, *, xp: Any = None) -> Array:
+def identity_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``da`` unchanged."""
     return da
 
@@ -137,25 +140,12 @@ class Activation:
         return f"Activation({self.name!r})"
 
 
-def _elementwise(function: Callable[..., Array]) -> Callable[..., Array]:
-    """``function`` accepting (and ignoring) the ``axis`` keyword that softmax needs."""
-
-    def call(*arrays: Array, axis: int = -1, xp: Any = None) -> Array:
-        return function(*arrays, xp=xp)
-
-    call.__name__ = function.__name__
-    call.__doc__ = function.__doc__
-    return call
-
-
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh", _elementwise(tanh), _elementwise(tanh_backward)),
-    "sigmoid": Activation("sigmoid", _elementwise(sigmoid), _elementwise(sigmoid_backward)),
-    "relu": Activation("relu", _elementwise(relu), _elementwise(relu_backward)),
-    "leaky_relu": Activation(
-        "leaky_relu", _elementwise(leaky_relu), _elementwise(leaky_relu_backward)
-    ),
-    "identity": Activation("identity", _elementwise(identity), _elementwise(identity_backward)),
+    "tanh": Activation("tanh", tanh, tanh_backward),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_backward),
+    "relu": Activation("relu", relu, relu_backward),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_backward),
+    "identity": Activation("identity", identity, identity_backward),
     "softmax": Activation("softmax", softmax, softmax_backward, output_only=True),
 }
 

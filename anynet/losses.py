@@ -20,6 +20,7 @@ respect to ``z`` is the exact ``(p - t) / N``, so a saturated unit (``|z|`` of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +47,7 @@ Array = Any
 
 
 def _n_elements(x: Array) -> int:
-    total = 1
-    for length in x.shape:
-        total *= length
-    return total
+    return math.prod(x.shape)
 
 
 def _n_samples(x: Array, axis: int) -> int:

@@ -9,6 +9,7 @@ compile a whole step and every backend runs the same lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from .activations import Activation
@@ -40,6 +41,12 @@ class Spec:
         return len(self.activations)
 
 
+@cache
+def layer_keys(n_layers: int) -> tuple[tuple[int, str, str], ...]:
+    """``((1, "W1", "b1"), (2, "W2", "b2"), ...)``: built once, not per step."""
+    return tuple((layer, f"W{layer}", f"b{layer}") for layer in range(1, n_layers + 1))
+
+
 def forward(
     params: Params, x: Array, spec: Spec, xp: Any, *, logits_only: bool = False
 ) -> tuple[Array, list]:
@@ -67,8 +74,8 @@ def forward(
     a = x
     cache: list = [(None, x)]
     last = spec.n_layers
-    for layer, activation in enumerate(spec.activations, start=1):
-        z = dense_forward(params[f"W{layer}"], params[f"b{layer}"], a, xp=xp)
+    for (layer, w_key, b_key), activation in zip(layer_keys(last), spec.activations, strict=True):
+        z = dense_forward(params[w_key], params[b_key], a, xp=xp)
         if logits_only and layer == last:
             cache.append((z, None))
             return z, cache
@@ -80,22 +87,23 @@ def forward(
 def backward(params: Params, cache: list, dz: Array, spec: Spec, xp: Any) -> Params:
     """Backpropagation, layer by layer, from ``dz = dL/dz_L`` of the output layer.
 
-    Returns gradients with the same keys and shapes as ``params``.
+    Returns gradients with the same keys and shapes as ``params`` (in reverse layer
+    order: callers look them up by key).
     """
     grads: Params = {}
-    for layer in range(spec.n_layers, 0, -1):
+    for layer, w_key, b_key in reversed(layer_keys(spec.n_layers)):
         a_prev = cache[layer - 1][1]
         dw, db, da_prev = dense_backward(
-            dz, params[f"W{layer}"], a_prev, need_input_grad=layer > 1, xp=xp
+            dz, params[w_key], a_prev, need_input_grad=layer > 1, xp=xp
         )
-        grads[f"W{layer}"] = dw
-        grads[f"b{layer}"] = db
+        grads[w_key] = dw
+        grads[b_key] = db
         if layer > 1:
             z_prev, a_prev = cache[layer - 1]
             dz = spec.activations[layer - 2].backward(
                 da_prev, z_prev, a_prev, axis=FEATURE_AXIS, xp=xp
             )
-    return {key: grads[key] for key in params}
+    return grads  # output layer first; callers index by key
 
 
 def loss_and_gradients(
@@ -113,20 +121,19 @@ def loss_and_gradients(
 def train_step(
     params: Params,
     state: dict[str, Array],
-    x_rows: Array,
-    t_rows: Array,
+    x: Array,
+    t: Array,
     lr: Array,
     spec: Spec,
     optimizer: Optimizer,
     xp: Any,
 ) -> tuple[Params, dict[str, Array], Array]:
-    """One optimizer step on a batch given rows-are-samples: returns params, state and loss.
+    """One optimizer step on a batch: returns new params, new state and the loss.
 
     The loss is that of ``params`` before the update, as in the tutorial's loop.
-    ``x_rows`` is ``(batch, n_0)``, ``t_rows`` is ``(batch, n_L)``; the transposes
-    are views.
+    ``x`` is ``(n_0, batch)`` and ``t`` is ``(n_L, batch)``: the internal layout.
     """
-    value, grads = loss_and_gradients(params, x_rows.T, t_rows.T, spec, xp)
+    value, grads = loss_and_gradients(params, x, t, spec, xp)
     new_params, new_state = optimizer.update(params, grads, state, lr, xp=xp)
     return new_params, new_state, value
 

@@ -177,11 +177,12 @@ class Network:
     # -- computation -----------------------------------------------------------
     def _inputs(self, X: Any) -> Array:
         """X checked and moved, transposed to the internal (features, samples) layout."""
-        return check_features(X, self.backend, self.sizes[0], self.dtype).T
+        return check_features(X, self.backend, self.sizes[0], self.dtype, columns=True)
 
     def _targets(self, y: Any, n_samples: int) -> Array:
-        t = check_targets(y, self.spec.loss, self.sizes[-1], n_samples, self.backend, self.dtype)
-        return t.T
+        return check_targets(
+            y, self.spec.loss, self.sizes[-1], n_samples, self.backend, self.dtype, columns=True
+        )
 
     def _forward(self, x: Array) -> Array:
         return model.forward(self._params, x, self.spec, self.backend.xp)[0]
@@ -207,7 +208,8 @@ class Network:
         Returns a dict with the keys and shapes of :attr:`params`.
         """
         x = self._inputs(X)
-        return self._loss_and_gradients(x, self._targets(y, x.shape[1]))[1]
+        grads = self._loss_and_gradients(x, self._targets(y, x.shape[1]))[1]
+        return {key: grads[key] for key in self._params}
 
     def _loss_and_gradients(self, x: Array, t: Array) -> tuple[Array, dict[str, Array]]:
         return model.loss_and_gradients(self._params, x, t, self.spec, self.backend.xp)

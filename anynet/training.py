@@ -252,7 +252,8 @@ def _make_runner(
 
     ``lrs`` is ``(E,)``, ``orders`` ``(E, n)`` sample indices or None (full batch, or
     no shuffling); ``figures`` is a tuple of ``(E,)`` arrays: loss, and with validation
-    val_loss and val_score.
+    val_loss and val_score. ``x``, ``t`` are ``(features, n)`` for full batch and rows
+    ``(n, features)`` for minibatches; ``xv``, ``tv`` are ``(features, n_val)``.
     """
     xp = backend.xp
 
@@ -260,7 +261,7 @@ def _make_runner(
         return model.train_step(params, state, xb, tb, lr, spec, optimizer, xp)
 
     def run(params, state, lrs, orders, x, t, xv, tv):
-        n = x.shape[0]
+        n = x.shape[1] if batch_size is None else x.shape[0]
 
         def epoch(carry, inputs):
             params, state = carry
@@ -279,18 +280,20 @@ def _make_runner(
 
                 def batch(carry, pair):
                     params, state = carry
-                    params, state, loss = step(params, state, pair[0], pair[1], lr)
+                    params, state, loss = step(params, state, pair[0].T, pair[1].T, lr)
                     return (params, state), (loss,)
 
                 (params, state), (losses,) = backend.scan(batch, (params, state), batches, n_full)
                 total, count = xp.sum(losses) * batch_size, used
                 if rest and not drop_last:
-                    params, state, loss = step(params, state, xs[used:, ...], ts[used:, ...], lr)
+                    params, state, loss = step(
+                        params, state, xs[used:, ...].T, ts[used:, ...].T, lr
+                    )
                     total, count = total + loss * rest, n
                 loss = total / count
             figures = (loss,)
             if with_validation:
-                figures += model.evaluate(params, xv.T, tv.T, spec, xp)
+                figures += model.evaluate(params, xv, tv, spec, xp)
             return (params, state), figures
 
         (params, state), figures = backend.scan(epoch, (params, state), (lrs, orders), lrs.shape[0])
@@ -412,29 +415,29 @@ def fit(
     hooks = _as_callbacks(callbacks)
     progress = _Progress(verbose, epochs)
 
-    x = check_features(X, backend, network.sizes[0], dtype)
-    t = check_targets(y, network.spec.loss, network.sizes[-1], x.shape[0], backend, dtype)
-    n = x.shape[0]
+    # Full batch keeps the data in the math's (features, samples) layout, made
+    # contiguous on the host; minibatches keep rows, so that a batch is a slice.
+    full_batch = batch_size is None
+    x = check_features(X, backend, network.sizes[0], dtype, columns=full_batch)
+    n = x.shape[1] if full_batch else x.shape[0]
+    loss, n_out = network.spec.loss, network.sizes[-1]
+    t = check_targets(y, loss, n_out, n, backend, dtype, columns=full_batch)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise InputError(
                 "validation_data must be a pair (X_val, y_val), "
                 f"got {type(validation_data).__name__}"
             )
-        xv = check_features(validation_data[0], backend, network.sizes[0], dtype, "X_val")
+        xv = check_features(
+            validation_data[0], backend, network.sizes[0], dtype, "X_val", columns=True
+        )
         tv = check_targets(
-            validation_data[1],
-            network.spec.loss,
-            network.sizes[-1],
-            xv.shape[0],
-            backend,
-            dtype,
-            "y_val",
+            validation_data[1], loss, n_out, xv.shape[1], backend, dtype, "y_val", columns=True
         )
     else:
         xv = tv = None
     if batch_size is not None and batch_size >= n:
-        batch_size = None  # one batch holding everything is full-batch descent
+        batch_size, x, t = None, x.T, t.T  # one batch holding everything: full batch
     if batch_size is not None and drop_last and n // batch_size == 0:
         raise InputError(f"batch_size must be <= {n} with drop_last=True, got {batch_size}")
 
