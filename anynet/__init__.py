@@ -7,7 +7,7 @@ NumPy, array-api-strict, JAX, PyTorch and CuPy.
 
 from __future__ import annotations
 
-from . import activations, datasets, losses, optimizers, random, testing
+from . import activations, datasets, io, losses, optimizers, random, testing
 from .backend import (
     BACKEND_NAMES,
     Backend,
@@ -18,7 +18,15 @@ from .backend import (
     to_numpy,
     use_backend,
 )
-from .errors import AnynetError, BackendError, DivergenceError, InputError
+from .errors import (
+    AnynetError,
+    BackendError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    DivergenceError,
+    InputError,
+)
+from .io import Checkpoint, load, load_checkpoint, save
 from .network import Network
 from .training import Callback, EarlyStopping, History
 
@@ -30,6 +38,9 @@ __all__ = [
     "Backend",
     "BackendError",
     "Callback",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointNotFoundError",
     "DivergenceError",
     "EarlyStopping",
     "History",
@@ -40,9 +51,13 @@ __all__ = [
     "backend_of",
     "datasets",
     "get_backend",
+    "io",
+    "load",
+    "load_checkpoint",
     "losses",
     "optimizers",
     "random",
+    "save",
     "set_backend",
     "testing",
     "to_numpy",

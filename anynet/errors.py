@@ -6,7 +6,14 @@ so that a user can fix the call without reading anynet's source.
 
 from __future__ import annotations
 
-__all__ = ["AnynetError", "InputError", "BackendError", "DivergenceError"]
+__all__ = [
+    "AnynetError",
+    "InputError",
+    "BackendError",
+    "DivergenceError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+]
 
 
 class AnynetError(Exception):
@@ -27,3 +34,21 @@ class BackendError(InputError):
 
 class DivergenceError(AnynetError, FloatingPointError):
     """Training produced a non-finite loss; the network keeps its last finite parameters."""
+
+
+class CheckpointError(AnynetError, ValueError):
+    """A checkpoint file cannot be loaded.
+
+    Raised for files that are missing, unreadable, truncated, corrupted, of an unknown
+    format version, internally inconsistent, pickle-bearing, or not anynet checkpoints
+    at all; the message names the file and the problem.
+    """
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist.
+
+    Both a :class:`CheckpointError` (so ``except anynet.AnynetError`` sees it) and the
+    built-in ``FileNotFoundError`` (so ``except FileNotFoundError`` / ``OSError`` code
+    written for ``open`` keeps working).
+    """
