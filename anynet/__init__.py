@@ -25,6 +25,7 @@ from .errors import (
     CheckpointNotFoundError,
     DivergenceError,
     InputError,
+    NumericalError,
 )
 from .io import Checkpoint, load, load_checkpoint, save
 from .network import Network
@@ -46,6 +47,7 @@ __all__ = [
     "History",
     "InputError",
     "Network",
+    "NumericalError",
     "activations",
     "available_backends",
     "backend_of",

@@ -24,7 +24,10 @@ Array = Any
 
 def check_sizes(sizes: Any) -> list[int]:
     """Layer widths: a sequence of at least two positive integers."""
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+    one_dimensional = isinstance(sizes, (list, tuple, range)) or (
+        isinstance(sizes, np.ndarray) and sizes.ndim == 1
+    )
+    if not one_dimensional:
         raise InputError(f"sizes must be a list of at least two positive integers, got {sizes!r}")
     sizes = list(sizes)
     if len(sizes) < 2:
@@ -45,10 +48,10 @@ def check_activations(activations: Any, n_layers: int, n_outputs: int) -> list[A
         return [
             get_activation(name) for name in [*hidden, "sigmoid" if n_outputs == 1 else "softmax"]
         ]
-    if isinstance(activations, str):
+    if not isinstance(activations, (list, tuple)):
         raise InputError(
             f"activations must be a list of {n_layers} names (one per layer), "
-            f"got the string {activations!r}"
+            f"got {type(activations).__name__} {activations!r}"
         )
     activations = list(activations)
     if len(activations) != n_layers:
@@ -187,6 +190,7 @@ def check_features(
     if array.shape[0] == 0:
         raise InputError(f"{name} must hold at least one sample, got shape {tuple(array.shape)}")
     _check_finite(array, xp, name)
+    _check_range(array, array_namespace(array), name, dtype)
     return _finish(array, on_host, backend, dtype, columns)
 
 
@@ -251,7 +255,53 @@ def check_targets(
                 f"{name} rows must be one-hot (or probabilities summing to one) for "
                 f"categorical_crossentropy, got row {row} = {to_numpy(array)[row].tolist()}"
             )
+    _check_range(array, array_namespace(array), name, dtype)
     return _finish(array, on_host, backend, dtype, columns)
+
+
+def _check_range(array: Array, xp: Any, name: str, dtype: str) -> None:
+    """Refuse float64 values that the cast to float32 would turn into infinities."""
+    if dtype != "float32" or array.dtype != xp.float64:
+        return
+    largest = float(to_numpy(xp.max(xp.abs(array)))) if array.shape[0] else 0.0
+    limit = float(np.finfo(np.float32).max)
+    if largest > limit:
+        raise InputError(
+            f"{name} must fit in float32 (|value| <= {limit:.4g}) for this float32 network, "
+            f"got a value of magnitude {largest:.4g}; use dtype='float64' or rescale {name}"
+        )
+
+
+def check_parameter(
+    value: Any, name: str, shape: tuple[int, ...], backend: Backend, dtype: str
+) -> Array:
+    """One parameter array: any backend, NumPy or nested lists; a copy on ``backend``.
+
+    Arrays of the network's own backend and device stay there; others are copied
+    through the host (an explicit conversion: ``set_params`` documents it).
+    """
+    if backend_of(value) in (None, "numpy") or not backend.owns(value):
+        try:
+            value = np.asarray(to_numpy(value))
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{name} must be an array of numbers, got {type(value).__name__}"
+            ) from exc
+        on_host = True
+    else:
+        on_host = False
+    xp = array_namespace(value)
+    _check_numeric(value, xp, name, allow_bool=True)
+    if tuple(value.shape) != shape:
+        raise InputError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
+    if xp.isdtype(value.dtype, "bool"):
+        value = xp.astype(value, xp.int32)
+    if xp.isdtype(value.dtype, "real floating") and not bool(xp.all(xp.isfinite(value))):
+        raise InputError(f"{name} must be finite, got NaN or infinite values")
+    _check_range(value, xp, name, dtype)
+    if on_host:
+        return backend.asarray(value, dtype, copy=True)
+    return xp.astype(value, backend.dtype(dtype), copy=True)
 
 
 def _finish(array: Array, on_host: bool, backend: Backend, dtype: str, columns: bool) -> Array:

@@ -69,8 +69,15 @@ def sigmoid(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
 
 
 def sigmoid_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
-    """``da * a * (1 - a)``."""
-    return da * (a * (1 - a))
+    """``da * s'(z)`` with ``s'(z) = e / (1 + e)**2``, ``e = exp(-|z|)``.
+
+    The same value as ``a * (1 - a)``, but without its cancellation: for ``z > 17``
+    ``1 - a`` is 0 in float32 and loses all relative precision in float64.
+    """
+    xp = array_namespace(z) if xp is None else xp
+    e = xp.exp(-xp.abs(z))
+    one_plus = 1 + e
+    return da * (e / (one_plus * one_plus))
 
 
 def relu(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:

@@ -152,7 +152,7 @@ class Backend:
     # -- shared behaviour ----------------------------------------------------
     def dtype(self, name: str) -> Any:
         """The backend dtype for ``"float32"`` or ``"float64"``, checking it is usable."""
-        if name not in _FLOAT_DTYPES:
+        if not isinstance(name, str) or name not in _FLOAT_DTYPES:
             raise InputError(f"dtype must be one of {list(_FLOAT_DTYPES)}, got {name!r}")
         if name == "float64":
             problem = self.float64_problem()
@@ -309,7 +309,7 @@ class _JaxBackend(Backend):
         if device is None:
             return jax.devices()[0]
         if not isinstance(device, str):
-            if device in jax.devices() or device in jax.devices("cpu"):
+            if isinstance(device, jax.Device) and device in _jax_devices(jax):
                 return device
             raise BackendError(_no_device("jax", device, _jax_all_devices(jax)))
         parsed = _parse_device_string(device)
@@ -325,6 +325,16 @@ class _JaxBackend(Backend):
         if index >= len(candidates):
             raise BackendError(_no_device("jax", device, _jax_all_devices(jax)))
         return candidates[index]
+
+
+def _jax_devices(jax: Any) -> list[Any]:
+    found = []
+    for kind in ("cpu", "gpu"):
+        try:
+            found += jax.devices(kind)
+        except RuntimeError:
+            pass
+    return found
 
 
 def _jax_all_devices(jax: Any) -> list[str]:
@@ -347,7 +357,7 @@ class _TorchBackend(Backend):
         torch = _import("torch")
         if not host.flags.writeable:
             host = host.copy()  # torch warns on read-only memory
-        return torch.from_numpy(np.ascontiguousarray(host)).to(self.device)
+        return torch.from_numpy(np.asarray(host, order="C")).to(self.device)  # keeps 0-d
 
     def synchronize(self) -> None:
         torch = _import("torch")

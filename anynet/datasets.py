@@ -27,6 +27,12 @@ __all__ = ["circles", "moons", "planar_flower", "spirals"]
 # --------------------------------------------------------------------------- validation
 
 
+#: Largest sample count a generator accepts (about 1.6 GB of float64 features).
+MAX_SAMPLES = 10**8
+#: Largest noise scale: far beyond any useful value, far below float64 overflow.
+MAX_NOISE = 1e6
+
+
 def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
     """Return ``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``."""
     if maximum is None:
@@ -119,9 +125,9 @@ def planar_flower(n: int = 400, seed: int = 1, noise: float = 0.2) -> tuple[np.n
     >>> X.shape, X.dtype, y.shape, y.dtype
     ((400, 2), dtype('float64'), (400,), dtype('int64'))
     """
-    n = _check_int("n", n, 2)
+    n = _check_int("n", n, 2, MAX_SAMPLES)
     seed = _check_seed(seed, 2**32 - 1)
-    noise = _check_real("noise", noise)
+    noise = _check_real("noise", noise, 0.0, MAX_NOISE)
 
     rng = np.random.RandomState(seed)
     a = 4  # maximum ray of the flower (the tutorial's name)
@@ -169,8 +175,8 @@ def moons(n: int = 200, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray, 
     anynet.errors.InputError
         If an argument has the wrong type or is out of range.
     """
-    n = _check_int("n", n, 2)
-    noise = _check_real("noise", noise)
+    n = _check_int("n", n, 2, MAX_SAMPLES)
+    noise = _check_real("noise", noise, 0.0, MAX_NOISE)
     seed = _check_seed(seed)
 
     rng = np.random.default_rng(seed)
@@ -222,8 +228,8 @@ def circles(
     anynet.errors.InputError
         If an argument has the wrong type or is out of range.
     """
-    n = _check_int("n", n, 2)
-    noise = _check_real("noise", noise)
+    n = _check_int("n", n, 2, MAX_SAMPLES)
+    noise = _check_real("noise", noise, 0.0, MAX_NOISE)
     factor = _check_real("factor", factor, 0.0, 1.0, include_max=False)
     seed = _check_seed(seed)
 
@@ -277,11 +283,11 @@ def spirals(
     anynet.errors.InputError
         If an argument has the wrong type or is out of range.
     """
-    n_classes = _check_int("n_classes", n_classes, 2)
-    n = _check_int("n", n, 2)
+    n_classes = _check_int("n_classes", n_classes, 2, 1000)
+    n = _check_int("n", n, 2, MAX_SAMPLES)
     if n < n_classes:
         raise InputError(f"n must be an integer >= n_classes ({n_classes}), got {n!r}")
-    noise = _check_real("noise", noise)
+    noise = _check_real("noise", noise, 0.0, MAX_NOISE)
     seed = _check_seed(seed)
 
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ __all__ = [
     "InputError",
     "BackendError",
     "DivergenceError",
+    "NumericalError",
     "CheckpointError",
     "CheckpointNotFoundError",
 ]
@@ -32,7 +33,14 @@ class BackendError(InputError):
     """A backend or device was asked for that is unknown, missing or mismatched."""
 
 
-class DivergenceError(AnynetError, FloatingPointError):
+class NumericalError(AnynetError, FloatingPointError):
+    """A computation on finite inputs overflowed to infinity or NaN.
+
+    anynet raises this rather than return a NaN: the message says what overflowed.
+    """
+
+
+class DivergenceError(NumericalError):
     """Training produced a non-finite loss; the network keeps its last finite parameters."""
 
 

@@ -11,19 +11,17 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-from array_api_compat import array_namespace
-
 from . import model, training
 from ._validation import (
     check_activations,
     check_features,
     check_loss,
+    check_parameter,
     check_sizes,
     check_targets,
 )
-from .backend import Backend, backend_of, get_backend, to_floats, to_numpy
-from .errors import InputError
+from .backend import Backend, get_backend, to_floats, to_numpy
+from .errors import InputError, NumericalError
 from .optimizers import Optimizer
 from .random import init_params
 from .training import Callback, History
@@ -143,34 +141,15 @@ class Network:
         if not isinstance(params, Mapping):
             raise InputError(f"params must be a dict of arrays, got {type(params).__name__}")
         expected = list(self._params)
-        if sorted(params) != sorted(expected):
+        if set(params) != set(expected) or len(params) != len(expected):
             raise InputError(f"params must have exactly the keys {expected}, got {list(params)}")
-        new = {}
-        for key in expected:
-            value = params[key]
-            shape = tuple(self._params[key].shape)
-            if backend_of(value) not in (None, "numpy") and self.backend.owns(value):
-                xp = array_namespace(value)
-                got = tuple(value.shape)
-                ok_shape = got == shape
-                finite = ok_shape and bool(xp.all(xp.isfinite(value)))
-                moved = xp.astype(value, self.backend.dtype(self.dtype), copy=True)
-            else:
-                try:
-                    host = np.asarray(to_numpy(value), dtype=np.float64)
-                except (TypeError, ValueError) as exc:
-                    raise InputError(
-                        f"params[{key!r}] must be an array of numbers, got {type(value).__name__}"
-                    ) from exc
-                got = host.shape
-                ok_shape = got == shape
-                finite = ok_shape and bool(np.all(np.isfinite(host)))
-                moved = self.backend.asarray(host, self.dtype, copy=True) if ok_shape else None
-            if not ok_shape:
-                raise InputError(f"params[{key!r}] must have shape {shape}, got {got}")
-            if not finite:
-                raise InputError(f"params[{key!r}] must be finite, got NaN or infinite values")
-            new[key] = moved
+        new = {
+            key: check_parameter(
+                params[key], f"params[{key!r}]", tuple(self._params[key].shape),
+                self.backend, self.dtype,
+            )
+            for key in expected
+        }  # fmt: skip
         self._params = new
         return self
 
@@ -185,7 +164,20 @@ class Network:
         )
 
     def _forward(self, x: Array) -> Array:
-        return model.forward(self._params, x, self.spec, self.backend.xp)[0]
+        with self.backend.float_errors_silenced():
+            out = model.forward(self._params, x, self.spec, self.backend.xp)[0]
+        return self._finite(out, "output")
+
+    def _finite(self, array: Array, what: str) -> Array:
+        """``array`` itself, or a NumericalError if it holds inf or NaN (one device sync)."""
+        xp = self.backend.xp
+        if not bool(xp.all(xp.isfinite(array))):
+            raise NumericalError(
+                f"the network's {what} overflowed to inf or NaN although the inputs and "
+                f"parameters are finite ({self.dtype}); scale the inputs or the "
+                "parameters down, or use dtype='float64'"
+            )
+        return array
 
     def forward(self, X: Any) -> Array:
         """Output activations ``(n_samples, n_outputs)`` for inputs ``X (n_samples, n_features)``.
@@ -197,10 +189,11 @@ class Network:
     def loss(self, X: Any, y: Any) -> float:
         """Mean loss over the samples (see :mod:`anynet.losses` for the definitions)."""
         x = self._inputs(X)
-        value, _ = model.evaluate(
-            self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
-        )
-        return float(to_floats(value))
+        with self.backend.float_errors_silenced():
+            value, _ = model.evaluate(
+                self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
+            )
+        return float(to_floats(self._finite(value, "loss")))
 
     def gradients(self, X: Any, y: Any) -> dict[str, Array]:
         """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
@@ -208,8 +201,9 @@ class Network:
         Returns a dict with the keys and shapes of :attr:`params`.
         """
         x = self._inputs(X)
-        grads = self._loss_and_gradients(x, self._targets(y, x.shape[1]))[1]
-        return {key: grads[key] for key in self._params}
+        with self.backend.float_errors_silenced():
+            grads = self._loss_and_gradients(x, self._targets(y, x.shape[1]))[1]
+        return {key: self._finite(grads[key], f"gradient {key}") for key in self._params}
 
     def _loss_and_gradients(self, x: Array, t: Array) -> tuple[Array, dict[str, Array]]:
         return model.loss_and_gradients(self._params, x, t, self.spec, self.backend.xp)
@@ -345,10 +339,11 @@ class Network:
     def score(self, X: Any, y: Any) -> float:
         """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors)."""
         x = self._inputs(X)
-        _, value = model.evaluate(
-            self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
-        )
-        return float(to_floats(value))
+        with self.backend.float_errors_silenced():
+            _, value = model.evaluate(
+                self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
+            )
+        return float(to_floats(self._finite(value, "score")))
 
     # -- saving and moving -----------------------------------------------------
     def save(self, path: str | os.PathLike, **kwargs: Any) -> Any:

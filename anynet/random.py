@@ -60,7 +60,7 @@ def init_params(
     dict of str to ndarray
         ``W_l`` of shape ``(n_l, n_{l-1})`` and ``b_l`` of shape ``(n_l,)``, float64.
     """
-    if init not in INITIALIZERS:
+    if not isinstance(init, str) or init not in INITIALIZERS:
         raise InputError(f"init must be one of {sorted(INITIALIZERS)}, got {init!r}")
     if init_scale is None:
         init_scale = INITIALIZERS[init]
@@ -74,15 +74,27 @@ def init_params(
     rng = make_rng(seed)
     params: dict[str, np.ndarray] = {}
     for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
-        if init == "xavier":
-            bound = init_scale * math.sqrt(6.0 / (fan_in + fan_out))
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
-        elif init == "he":
-            weights = rng.standard_normal((fan_out, fan_in)) * (
-                init_scale * math.sqrt(2.0 / fan_in)
-            )
-        else:
-            weights = rng.standard_normal((fan_out, fan_in)) * init_scale
-        params[f"W{layer}"] = weights
+        params[f"W{layer}"] = _draw(rng, init, init_scale, fan_in, fan_out)
         params[f"b{layer}"] = np.zeros(fan_out)
     return params
+
+
+def _draw(
+    rng: np.random.Generator, init: str, scale: float, fan_in: int, fan_out: int
+) -> np.ndarray:
+    """One weight matrix ``(fan_out, fan_in)``, refused when it does not fit in float32."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an absurd scale is refused below
+        if init == "xavier":
+            bound = scale * math.sqrt(6.0 / (fan_in + fan_out))
+            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+        elif init == "he":
+            weights = rng.standard_normal((fan_out, fan_in)) * (scale * math.sqrt(2.0 / fan_in))
+        else:
+            weights = rng.standard_normal((fan_out, fan_in)) * scale
+        largest = float(np.max(np.abs(weights)))
+    if not largest <= float(np.finfo(np.float32).max):  # also catches inf and NaN
+        raise InputError(
+            f"init_scale must keep the initial weights finite in float32, got {scale!r}, "
+            f"which makes weights of magnitude {largest:.3g}"
+        )
+    return weights

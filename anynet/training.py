@@ -20,6 +20,8 @@ How the work is laid out, and why:
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -218,11 +220,31 @@ class EarlyStopping(Callback):
             network._params = self.best_params
 
 
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_checkpoint_path(path: Any) -> None:
+    """Fail before training, not at the first checkpoint, when ``path`` cannot be written."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"checkpoint must be a path (str or os.PathLike), got {path!r}")
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise InputError(f"checkpoint must be in an existing folder, got {str(path)!r}")
+
+
 def _as_callbacks(callbacks: Any) -> list[Callback]:
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback) or callable(callbacks):
         callbacks = [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise InputError(
+            f"callbacks must be a list of anynet.Callback objects or functions (epoch, logs), "
+            f"got {type(callbacks).__name__}"
+        )
     checked = []
     for index, callback in enumerate(callbacks):
         if isinstance(callback, Callback):
@@ -394,9 +416,19 @@ def fit(
         batch_size = check_positive_int(batch_size, "batch_size")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+    shuffle, drop_last = _check_flag(shuffle, "shuffle"), _check_flag(drop_last, "drop_last")
+    silent = (
+        isinstance(verbose, numbers.Integral) and not isinstance(verbose, bool) and verbose == 0
+    )
+    if verbose is not True and verbose is not False and not silent:
+        check_positive_int(verbose, "verbose")
+    if opt.lr > float(np.finfo(dtype).max):
+        raise InputError(f"lr must be representable in {dtype}, got {opt.lr!r}")
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every", allow_none=True)
     if checkpoint_every is not None and checkpoint is None:
         raise InputError("checkpoint_every needs checkpoint=path, got checkpoint=None")
+    if checkpoint is not None:
+        _check_checkpoint_path(checkpoint)
     run_config = {
         "optimizer": repr(opt),
         "batch_size": batch_size,
@@ -518,7 +550,7 @@ def fit(
             if xv is not None:
                 history.val_loss.extend(values[:, 1].tolist())
                 history.val_score.extend(values[:, 2].tolist())
-            network._params = params
+            network._params = {key: params[key] for key in network._params}  # JAX sorts keys
             progress.update(first, logs)
             for hook in hooks:
                 stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], network)) or stop

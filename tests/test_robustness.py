@@ -26,9 +26,8 @@ Measured float32-vs-float64 agreement (planar flower, ``[2, 4, 1]`` tanh/sigmoid
   too large for float32's rounding at that point) while float64's keeps falling. Final
   training accuracy on NumPy: 0.9075 in float32, 0.905 in float64.
 
-Cases that still end in a non-finite result are kept as ``xfail(strict=True)``
-tests naming the fix (they lie in files this suite does not own); each turns into a
-failure, to be removed, once fixed.
+Where finite inputs would still overflow (products beyond the dtype's range, float64
+data beyond float32's), anynet raises its own exception instead of returning NaN.
 """
 
 from __future__ import annotations
@@ -90,20 +89,16 @@ def test_sigmoid_saturates_without_overflow(backend, dtype):
         z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z)))
     )
     np.testing.assert_allclose(got[1:-1], expected[1:-1], rtol=RTOL[dtype])
-    slope = assert_finite(sigmoid_backward(on(backend, np.ones(7), dtype), None, a), backend)
+    slope = assert_finite(
+        sigmoid_backward(on(backend, np.ones(7), dtype), on(backend, z, dtype), a), backend
+    )
     assert slope[0] == 0.0 and slope[-1] == 0.0 and slope[3] == 0.25
     exact_slope = np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))) ** 2
-    # a * (1 - a) is exact to within an ulp of 1 (not relatively: see the xfail below)
-    eps = float(np.finfo(dtype).eps)
-    np.testing.assert_allclose(slope, exact_slope, rtol=1e-5, atol=eps)
+    np.testing.assert_allclose(slope, exact_slope, rtol=1e-5, atol=0)
 
 
-# sigmoid_backward computes a * (1 - a) from the output, which loses all relative precision
-# once a rounds to 1 (z > 17 in float32, z > 37 in float64): 1e-3 relative error at z = 30
-# in float64, 100% (0 instead of 9.4e-14) in float32. Fix in anynet/activations.py:
-# sigmoid_backward(da, z, a) = da * e / (1 + e)**2 with e = exp(-|z|), a few ulps everywhere;
-# or accept the absolute error (harmless for training) and delete this test.
-@pytest.mark.xfail(strict=True, reason="sigmoid_backward's a*(1-a) cancels for z > 17: see comment")
+# sigmoid_backward works from z (e / (1 + e)**2), not from a * (1 - a), which cancels
+# once a rounds to 1 (z > 17 in float32).
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_backward_is_relatively_accurate_in_the_tail(backend, dtype):
     z = np.array([20.0, 30.0])
@@ -280,13 +275,9 @@ def test_predict_proba_is_finite_for_huge_inputs_and_weights(backend, dtype, hid
     _predict_proba_is_finite(net, X)
 
 
-# Finite inputs times finite weights can overflow the dtype: inf - inf = NaN in the
-# pre-activations, and predict_proba returns NaN (NumPy: RuntimeWarning 'overflow encountered
-# in matmul'). Fix in anynet/network.py: run the forward pass inside
-# backend.float_errors_silenced() and, in forward/predict/predict_proba/score/loss, check
-# xp.all(xp.isfinite(output)) once per call; raise an AnynetError subclass (e.g. a new
-# errors.NumericalError(AnynetError, FloatingPointError)) naming the overflow, never NaN.
-@pytest.mark.xfail(strict=True, reason="predict_proba returns NaN on overflow: see comment")
+# Finite inputs times finite weights can overflow the dtype (inf - inf = NaN in the
+# pre-activations; BLAS may also round to a signed inf): anynet then returns a finite
+# result or raises NumericalError, never NaN.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hidden", ["identity", "relu"])
 def test_predict_proba_never_returns_nan_when_products_overflow(backend, dtype, hidden):
@@ -294,18 +285,14 @@ def test_predict_proba_never_returns_nan_when_products_overflow(backend, dtype, 
     huge = float(np.finfo(dtype).max) / 1e20  # finite, but times 1e30 it is not
     w1 = np.array([[huge, -huge], [huge, huge], [-huge, -huge]])
     net.set_params({"W1": w1, "b1": np.zeros(3), "W2": [[1.0, -1.0, 1.0]], "b2": [0.0]})
-    _predict_proba_is_finite(net, np.array([[1e30, 1e30]]))
+    _predict_proba_is_finite(net, np.array([[1e30, 1e30]]))  # or raises NumericalError
 
 
-# float64 input that is finite but beyond float32's range (|x| > 3.4e38) becomes inf when
-# cast to a float32 network's dtype, then NaN (NumPy: RuntimeWarning 'overflow encountered
-# in cast'). Fix in anynet/_validation.py check_features (and check_targets): before
-# casting host data to `dtype`, refuse abs(values) > np.finfo(dtype).max with an InputError
-# such as 'X must be finite in float32, got values up to 1e+300: use dtype="float64"'.
-@pytest.mark.xfail(strict=True, reason="float64 X beyond float32's range -> NaN: see comment")
+# float64 input beyond float32's range would become inf in a float32 network: refused.
 def test_float64_input_beyond_float32_range_is_refused(backend):
     net = an.Network([2, 3, 1], ["tanh", "sigmoid"], seed=0, dtype="float32", backend=backend)
-    _predict_proba_is_finite(net, np.array([[1e300, -1e300], [0.0, 1.0]]))
+    with pytest.raises(an.InputError, match="X must fit in float32"):
+        net.predict_proba(np.array([[1e300, -1e300], [0.0, 1.0]]))
 
 
 # -- float32 training agrees with float64 ----------------------------------------
