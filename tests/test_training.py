@@ -511,3 +511,15 @@ def test_resume_refuses_other_settings_or_networks(backend, tmp_path):
         other.fit(X, y, epochs=6, optimizer="momentum", batch_size=16, resume=path)
     with pytest.raises(an.InputError, match="checkpoint_every needs checkpoint=path"):
         net.fit(X, y, epochs=2, checkpoint_every=1)
+
+
+def test_same_seed_is_bit_identical_run_to_run(backend):
+    X, y = spirals_problem()
+    runs = []
+    for _ in range(2):
+        net = an.Network([2, 6, 3], ["relu", "softmax"], init="he", seed=5, backend=backend)
+        history = net.fit(X, y, epochs=6, optimizer="adam", lr=0.01, batch_size=16, seed=2)
+        runs.append((history.loss, {k: an.to_numpy(v) for k, v in net.params.items()}))
+    assert runs[0][0] == runs[1][0]
+    for key in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][key], runs[1][1][key])
