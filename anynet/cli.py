@@ -460,7 +460,7 @@ def _train(net: Any, problem: Problem, epochs: int, lr: float) -> tuple[Any, flo
         net.to(net.backend).fit(problem.X, problem.y, epochs=epochs, lr=lr)
     start = time.perf_counter()
     net.fit(problem.X, problem.y, epochs=epochs, lr=lr)
-    net.backend.synchronize()
+    net.backend.synchronize(*net.params.values())
     return net, (time.perf_counter() - start) * 1000 / epochs
 
 

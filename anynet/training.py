@@ -31,9 +31,9 @@ import numpy as np
 
 from . import model
 from ._validation import check_features, check_positive_float, check_positive_int, check_targets
-from .backend import Backend, to_floats
+from .backend import Backend, to_numpy
 from .errors import DivergenceError, InputError
-from .optimizers import Optimizer, get_optimizer, get_schedule
+from .optimizers import Constant, Optimizer, get_optimizer, get_schedule
 
 if TYPE_CHECKING:
     from .network import Network
@@ -355,6 +355,11 @@ class _Progress:
         elif verbose:
             self.every = check_positive_int(verbose, "verbose")
 
+    @property
+    def active(self) -> bool:
+        """Whether anything will be shown."""
+        return self.bar is not None or bool(self.every)
+
     def update(self, first_epoch: int, logs: list[dict[str, float]]) -> None:
         if self.bar is not None:
             self.bar.update(len(logs))
@@ -372,6 +377,32 @@ class _Progress:
 
 
 # -- fit -----------------------------------------------------------------------------
+
+
+def _learning_rates(schedule: Any, base: float, first: int, count: int) -> np.ndarray:
+    """The schedule's rates for epochs ``first .. first+count-1``, checked, as float64."""
+    if isinstance(schedule, Constant):
+        return np.full(count, base)
+    rates = [schedule(base, epoch) for epoch in range(first, first + count)]
+    bad = [v for v in rates if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)]
+    if bad:
+        raise InputError(f"schedule must return finite learning rates >= 0, got {bad[0]!r}")
+    return np.asarray(rates, dtype=np.float64)
+
+
+def _logs(
+    values: np.ndarray, rates: np.ndarray, validation: bool, classifier: bool
+) -> list[dict[str, float]]:
+    """One dict of figures per epoch of a chunk, for callbacks and progress output."""
+    logs = []
+    for row, rate in zip(values.tolist(), rates.tolist(), strict=True):
+        figures = {"loss": row[0], "lr": rate}
+        if validation:
+            figures["val_loss"], figures["val_score"] = row[1], row[2]
+            if classifier:
+                figures["val_accuracy"] = row[2]
+        logs.append(figures)
+    return logs
 
 
 def _orders(seed: int, first: int, count: int, n: int) -> np.ndarray:
@@ -501,24 +532,16 @@ def fit(
             first = initial_epoch + done
             if save_every:  # end chunks where checkpoints fall
                 count = min(count, save_every - first % save_every)
-            lrs_host = [lr_schedule(opt.lr, epoch) for epoch in range(first, first + count)]
-            bad_lr = [
-                v
-                for v in lrs_host
-                if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)
-            ]
-            if bad_lr:
-                raise InputError(
-                    f"schedule must return finite learning rates >= 0, got {bad_lr[0]!r}"
-                )
-            lrs = backend.asarray(np.asarray(lrs_host), dtype)
+            lrs_host = _learning_rates(lr_schedule, opt.lr, first, count)
+            lrs = backend.asarray(lrs_host, dtype)
             orders = None
             if batch_size is not None and shuffle:
                 orders = backend.asarray(_orders(seed, first, count, n))
             start = (params, state, lrs, orders)
             with backend.float_errors_silenced():
                 params, state, figures = run(params, state, lrs, orders, x, t, xv, tv)
-            values = np.stack([to_floats(f) for f in figures], axis=1)
+            # one read-back per chunk; float32 figures are kept at their exact value
+            values = np.stack([to_numpy(f).astype(np.float64) for f in figures], axis=1)
             losses = values[:, 0]
             if not np.all(np.isfinite(losses)):
                 bad = int(np.argmin(np.isfinite(losses)))
@@ -537,23 +560,17 @@ def fit(
                     tv,
                     history,
                 )
-            logs = []
-            for row, rate in zip(values, lrs_host, strict=True):
-                figures_now = {"loss": float(row[0]), "lr": float(rate)}
-                if xv is not None:
-                    figures_now["val_loss"], figures_now["val_score"] = float(row[1]), float(row[2])
-                    if network.is_classifier:
-                        figures_now["val_accuracy"] = figures_now["val_score"]
-                logs.append(figures_now)
             history.loss.extend(values[:, 0].tolist())
-            history.lr.extend(float(v) for v in lrs_host)
+            history.lr.extend(lrs_host.tolist())
             if xv is not None:
                 history.val_loss.extend(values[:, 1].tolist())
                 history.val_score.extend(values[:, 2].tolist())
             network._params = {key: params[key] for key in network._params}  # JAX sorts keys
-            progress.update(first, logs)
-            for hook in hooks:
-                stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], network)) or stop
+            if progress.active or hooks:  # per-epoch dicts only for those who read them
+                logs = _logs(values, lrs_host, xv is not None, network.is_classifier)
+                progress.update(first, logs)
+                for hook in hooks:
+                    stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], network)) or stop
             previous = start
             done += count
             if checkpoint is not None and (

@@ -338,8 +338,8 @@ def test_divergence_keeps_the_last_finite_weights(backend, optimizer, batch_size
 
 def test_losses_are_read_back_once_per_chunk(backend, monkeypatch):
     calls = []
-    real = training.to_floats
-    monkeypatch.setattr(training, "to_floats", lambda a: calls.append(1) or real(a))
+    real = training.to_numpy
+    monkeypatch.setattr(training, "to_numpy", lambda a: calls.append(1) or real(a))
     X, y = an.datasets.planar_flower(n=30)
     net = an.Network([2, 3, 1], seed=0, backend=backend)
     net.fit(X, y, epochs=2 * training.CHUNK + 5, lr=0.5)
