@@ -364,11 +364,42 @@ def _jax_all_devices(jax: Any) -> list[str]:
     return found
 
 
+class _TorchNamespace(types.ModuleType):
+    """array-api-compat's torch namespace, with ``matmul`` and ``maximum`` sped up.
+
+    The compat wrappers first work out type promotion (5.5 us for a small ``matmul``
+    against 1.4 us for ``torch.matmul``; 8.8 us for ``maximum(x, 0.0)`` against 1.8 us
+    for ``torch.clamp_min``). anynet's math hands them operands of one dtype, or an
+    array and a Python float; anything else still goes through the compat wrappers.
+    """
+
+    def __init__(self, compat: Any, torch: Any) -> None:
+        super().__init__("anynet_torch")
+        self.__dict__.update({k: v for k, v in vars(compat).items() if not k.startswith("__")})
+        self.__array_api_version__ = compat.__array_api_version__
+        self.__array_namespace_info__ = compat.__array_namespace_info__
+        compat_matmul, compat_maximum = compat.matmul, compat.maximum
+        tensor = torch.Tensor
+
+        def matmul(x1: Any, x2: Any, /) -> Any:
+            if x1.dtype == x2.dtype:
+                return torch.matmul(x1, x2)
+            return compat_matmul(x1, x2)
+
+        def maximum(x1: Any, x2: Any, /) -> Any:
+            if isinstance(x2, float) and isinstance(x1, tensor) and x1.is_floating_point():
+                return torch.clamp_min(x1, x2)
+            return compat_maximum(x1, x2)
+
+        self.matmul, self.maximum = matmul, maximum
+
+
 class _TorchBackend(Backend):
     name = "torch"
 
     def _namespace(self) -> Any:
-        return array_api_compat.array_namespace(_import("torch").empty(0))
+        torch = _import("torch")
+        return _TorchNamespace(array_api_compat.array_namespace(torch.empty(0)), torch)
 
     def _from_host(self, host: np.ndarray) -> Any:
         torch = _import("torch")
