@@ -82,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AnynetError, CliError) as exc:
         print(f"anynet {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader closed the pipe (`anynet validate --json | head`): stop quietly,
+        # pointing stdout at devnull so that Python's exit flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 def _positive_int(text: str) -> int:
