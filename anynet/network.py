@@ -365,4 +365,10 @@ class Network:
         clone._params = {
             key: target.asarray(to_numpy(v), copy=True) for key, v in self._params.items()
         }
+        # arrays of the old backend must not ride along; the state is moved too
+        if self.optimizer_state is not None:
+            clone.optimizer_state = {
+                key: target.asarray(to_numpy(v), copy=True)
+                for key, v in self.optimizer_state.items()
+            }
         return clone

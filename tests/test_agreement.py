@@ -97,6 +97,10 @@ def test_to_moves_bit_identical_parameters(backend):
     for key, value in moved.params.items():
         assert_on_backend(value, backend)
         np.testing.assert_array_equal(an.to_numpy(value), an.to_numpy(net.params[key]))
+    trained = an.Network([2, 4, 1], seed=0, dtype="float64", backend="numpy")
+    trained.fit(X, y, epochs=3, optimizer="adam")
+    for value in trained.to(backend.name, backend.device).optimizer_state.values():
+        assert_on_backend(value, backend)
     back = moved.to("numpy")
     for key, value in back.params.items():
         np.testing.assert_array_equal(value, net.params[key])
