@@ -92,6 +92,10 @@ class Backend:
     """
 
     name: str = ""
+    #: Non-default devices the test suites also run on (array-api-strict's stand-in GPU).
+    stand_in_devices: tuple[str, ...] = ()
+    #: The environment variable that float64 depends on, if any (JAX's 64-bit mode).
+    float64_switch: str | None = None
 
     def __init__(self, device: Any) -> None:
         self.device = device
@@ -232,6 +236,10 @@ def _matmul(x1: np.ndarray, x2: np.ndarray, /) -> np.ndarray:
 class _NumpyBackend(Backend):
     name = "numpy"
 
+    @staticmethod
+    def list_devices() -> list[str]:
+        return ["cpu"]
+
     def _namespace(self) -> Any:
         # NumPy >= 2.1 implements the standard in its main namespace; calling it
         # directly skips array-api-compat's wrappers (about 1 us a call).
@@ -262,6 +270,12 @@ class _NumpyBackend(Backend):
 
 class _StrictBackend(Backend):
     name = "array_api_strict"
+    stand_in_devices = ("device1",)
+
+    @staticmethod
+    def list_devices() -> list[str]:
+        strict = _import("array_api_strict")
+        return [_device_text(d) for d in strict.__array_namespace_info__().devices()]
 
     def _namespace(self) -> Any:
         return _import("array_api_strict")
@@ -292,6 +306,11 @@ class _StrictBackend(Backend):
 
 class _JaxBackend(Backend):
     name = "jax"
+    float64_switch = "JAX_ENABLE_X64"
+
+    @staticmethod
+    def list_devices() -> list[str]:
+        return _jax_all_devices(_import("jax"))
 
     def _namespace(self) -> Any:
         return _import("jax").numpy
@@ -397,6 +416,12 @@ class _TorchNamespace(types.ModuleType):
 class _TorchBackend(Backend):
     name = "torch"
 
+    @staticmethod
+    def list_devices() -> list[str]:
+        torch = _import("torch")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return ["cpu", *(f"gpu:{index}" for index in range(count))]
+
     def _namespace(self) -> Any:
         torch = _import("torch")
         return _TorchNamespace(array_api_compat.array_namespace(torch.empty(0)), torch)
@@ -437,6 +462,10 @@ class _TorchBackend(Backend):
 
 class _CupyBackend(Backend):
     name = "cupy"
+
+    @staticmethod
+    def list_devices() -> list[str]:
+        return [f"gpu:{i}" for i in range(_import("cupy").cuda.runtime.getDeviceCount())]
 
     def _namespace(self) -> Any:
         return array_api_compat.array_namespace(_import("cupy").empty(0))
@@ -486,7 +515,11 @@ def _no_device(name: str, device: Any, existing: list[str]) -> str:
 
 
 def _device_text(device: Any) -> str:
+    """A device as a short string: ``"cpu"``, ``"cpu:0"``, ``"device1"``."""
     text = str(device)
+    quoted = re.search(r"'([^']*)'", text)
+    if quoted:
+        return quoted.group(1)
     return {"CpuDevice(id=0)": "cpu:0"}.get(text, text)
 
 
@@ -593,6 +626,48 @@ def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
         yield backend
     finally:
         _context_choice.reset(token)
+
+
+def install_hint(name: str) -> str:
+    """The command that installs backend ``name``."""
+    return _INSTALL_HINTS.get(name, f"pip install {name}")
+
+
+def stand_in_devices(name: str) -> tuple[str, ...]:
+    """Non-default devices a test suite should also cover for ``name`` (nothing is imported)."""
+    return _BACKEND_CLASSES[_check_name(name, "name")].stand_in_devices
+
+
+def probe(name: str) -> dict[str, Any]:
+    """What is known about backend ``name`` here; never raises.
+
+    Returns
+    -------
+    dict
+        ``installed`` (bool), ``version`` (str or None), ``devices`` (list of str),
+        ``error`` (why it cannot be used, or None), ``backend`` (a :class:`Backend`
+        on the default device, or None).
+    """
+    name = _check_name(name, "name")
+    info: dict[str, Any] = {
+        "installed": False, "version": None, "devices": [], "error": None, "backend": None,
+    }  # fmt: skip
+    try:
+        module = _import(name)
+    except BackendError as exc:
+        info["error"] = str(exc)
+        return info
+    except Exception as exc:  # a broken install is reported, never a crash
+        info["error"] = f"import failed: {type(exc).__name__}: {exc}"
+        return info
+    info["installed"] = True
+    info["version"] = str(getattr(module, "__version__", "?"))
+    try:
+        info["backend"] = get_backend(name)
+        info["devices"] = _BACKEND_CLASSES[name].list_devices()  # type: ignore[attr-defined]
+    except Exception as exc:
+        info["error"] = str(exc)
+    return info
 
 
 def available_backends() -> list[str]:

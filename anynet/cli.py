@@ -42,13 +42,6 @@ __all__ = ["main", "parse_spec"]
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 
-_MODULES = {
-    "numpy": "numpy",
-    "array_api_strict": "array_api_strict",
-    "jax": "jax",
-    "torch": "torch",
-    "cupy": "cupy",
-}
 
 #: Whether :func:`main` set JAX_ENABLE_X64 itself (reported by ``anynet backends``).
 _x64_set_here = False
@@ -180,68 +173,27 @@ def _parser() -> argparse.ArgumentParser:
 # ======================================================================== anynet backends
 
 
-def _install_hint(name: str) -> str:
-    from . import backend
-
-    return getattr(backend, "_INSTALL_HINTS", {}).get(name, f"pip install {name}")
-
-
-def _devices(name: str, module: Any) -> list[str]:
-    """Device names found for backend ``name`` (its library already imported)."""
-    if name == "numpy":
-        return ["cpu"]
-    if name == "array_api_strict":
-        from .testing import _short_device
-
-        return [_short_device(d) for d in module.__array_namespace_info__().devices()]
-    if name == "jax":
-        found = []
-        for kind in ("cpu", "gpu", "tpu"):
-            try:
-                found += [f"{kind}:{index}" for index, _ in enumerate(module.devices(kind))]
-            except RuntimeError:
-                continue
-        return found
-    if name == "torch":
-        count = module.cuda.device_count() if module.cuda.is_available() else 0
-        found = ["cpu", *(f"cuda:{index}" for index in range(count))]
-        mps = getattr(module.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            found.append("mps")
-        return found
-    count = module.cuda.runtime.getDeviceCount()
-    return [f"cuda:{index}" for index in range(count)]
-
-
 def _probe(name: str) -> dict[str, Any]:
     """What ``anynet backends`` reports about one backend; never raises."""
-    from .backend import get_backend
+    from .backend import install_hint, probe
 
+    found = probe(name)
     info: dict[str, Any] = {
         "backend": name,
-        "installed": False,
-        "version": None,
+        "installed": found["installed"],
+        "version": found["version"],
         "usable": False,
-        "devices": [],
+        "devices": found["devices"],
         "default_float": None,
         "float64": None,
         "note": "",
     }
-    try:
-        module = importlib.import_module(_MODULES[name])
-    except ImportError:
-        info["note"] = f"not installed: {_install_hint(name)}"
+    backend = found["backend"]
+    if not found["installed"]:
+        info["note"] = f"not installed: {install_hint(name)}"
         return info
-    except Exception as exc:  # a broken install is reported, never a crash
-        info["note"] = f"import failed: {type(exc).__name__}: {exc}"
-        return info
-    info["installed"] = True
-    info["version"] = str(getattr(module, "__version__", "?"))
-    try:
-        backend = get_backend(name)
-        info["devices"] = _devices(name, module)
-    except Exception as exc:
-        info["note"] = str(exc)
+    if found["error"] is not None or backend is None:
+        info["note"] = found["error"]
         return info
     info["usable"] = True
     try:
@@ -252,10 +204,11 @@ def _probe(name: str) -> dict[str, Any]:
     problem = backend.float64_problem()
     info["float64"] = problem is None
     if problem is not None:
-        info["note"] = "float64 needs JAX_ENABLE_X64=1 (JAX's 64-bit mode is off)"
-    elif name == "jax" and _x64_set_here:
+        switch = backend.float64_switch
+        info["note"] = f"float64 needs {switch}=1 (it is off)" if switch else problem
+    elif backend.float64_switch is not None and _x64_set_here:
         info["note"] = (
-            "float64 works because this command set JAX_ENABLE_X64=1; "
+            f"float64 works because this command set {backend.float64_switch}=1; "
             "set it yourself in your programs"
         )
     return info

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backend import BACKEND_NAMES, Backend, available_backends, backend_of, get_backend, to_numpy
+from .backend import (
+    BACKEND_NAMES,
+    Backend,
+    _device_text,
+    available_backends,
+    backend_of,
+    get_backend,
+    install_hint,
+    stand_in_devices,
+    to_numpy,
+)
 from .errors import BackendError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -225,11 +234,7 @@ def _check_tolerance(value: Any, name: str) -> float:
 
 def _short_device(device: Any) -> str:
     """``"cpu"``, ``"cuda:0"``, ``"device1"``: a device as a short string."""
-    text = str(device)
-    quoted = re.search(r"'([^']*)'", text)
-    if quoted:
-        return quoted.group(1)
-    return {"CpuDevice(id=0)": "cpu:0"}.get(text, text)
+    return _device_text(device)
 
 
 def _label(backend: Backend) -> str:
@@ -662,7 +667,7 @@ def _import_oracle(name: str) -> Any:
     except ImportError as exc:
         raise BackendError(
             f"oracle={name!r} needs {name}, which is not installed ({exc}); "
-            f"install it (pip install {'jax' if name == 'jax' else 'torch'}) or pass oracle=None"
+            f"install it ({install_hint(name)}) or pass oracle=None"
         ) from exc
 
 
@@ -1176,8 +1181,8 @@ def _cases(names: Sequence[str] | None, devices: bool) -> list[tuple[str, str | 
     cases: list[tuple[str, str | None]] = []
     for name in chosen:
         cases.append((name, None))
-        if devices and name == "array_api_strict":
-            cases.append((name, "device1"))
+        if devices:
+            cases.extend((name, device) for device in stand_in_devices(name))
     return cases
 
 

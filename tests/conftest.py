@@ -63,8 +63,7 @@ def backend_cases(config: pytest.Config) -> list[tuple[str, str | None]]:
     cases: list[tuple[str, str | None]] = []
     for name in config._anynet_backends:
         cases.append((name, None))
-        if name == "array_api_strict":
-            cases.append((name, "device1"))
+        cases.extend((name, device) for device in anynet.backend.stand_in_devices(name))
     return cases
 
 
