@@ -18,12 +18,17 @@ Schedules map ``(base_lr, epoch) -> lr`` on the host, once per epoch.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
 from array_api_compat import array_namespace
 
+from ._validation import (
+    check_fraction,
+    check_non_negative_float,
+    check_positive_float,
+    check_positive_int,
+)
 from .errors import InputError
 
 __all__ = [
@@ -43,40 +48,6 @@ __all__ = [
 
 Array = Any
 Params = dict[str, Array]
-
-
-def _check_fraction(value: Any, name: str, *, upper_open: bool = True) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-        or value >= 1
-    ):
-        raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _check_non_negative(value: Any, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_lr(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InputError(f"lr must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def _with_l2(params: Params, grads: Params, l2: float) -> Params:
@@ -103,8 +74,8 @@ class Optimizer:
     l2: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_lr(self.lr)
-        _check_non_negative(self.l2, "l2")
+        check_positive_float(self.lr, "lr")
+        check_non_negative_float(self.l2, "l2")
 
     def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
         """Initial state for ``params``: a flat dict of arrays on the params' device."""
@@ -120,7 +91,7 @@ class Optimizer:
 
     def with_lr(self, lr: float) -> Optimizer:
         """A copy with another base learning rate."""
-        return replace(self, lr=_check_lr(lr))
+        return replace(self, lr=check_positive_float(lr, "lr"))
 
 
 @dataclass(frozen=True)
@@ -137,7 +108,7 @@ class SGD(Optimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_fraction(self.momentum, "momentum")
+        check_fraction(self.momentum, "momentum")
         if self.nesterov and not self.momentum:
             raise InputError("nesterov=True needs momentum > 0, got momentum=0")
 
@@ -189,11 +160,10 @@ class Adam(Optimizer):
         super().__post_init__()
         if not isinstance(self.betas, tuple) or len(self.betas) != 2:
             raise InputError(f"betas must be a tuple of two numbers in [0, 1), got {self.betas!r}")
-        _check_fraction(self.betas[0], "betas[0]")
-        _check_fraction(self.betas[1], "betas[1]")
-        if not (isinstance(self.eps, numbers.Real) and math.isfinite(self.eps) and self.eps > 0):
-            raise InputError(f"eps must be a finite number > 0, got {self.eps!r}")
-        _check_non_negative(self.weight_decay, "weight_decay")
+        check_fraction(self.betas[0], "betas[0]")
+        check_fraction(self.betas[1], "betas[1]")
+        check_positive_float(self.eps, "eps")
+        check_non_negative_float(self.weight_decay, "weight_decay")
 
     def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
         state = super().init(params, xp=xp)
@@ -252,7 +222,9 @@ def get_optimizer(optimizer: str | Optimizer = "sgd", lr: float | None = None) -
             f"optimizer must be one of {sorted(_BY_NAME)} or an anynet.optimizers.Optimizer, "
             f"got {optimizer!r}"
         )
-    return _BY_NAME[optimizer](_DEFAULT_LR[optimizer] if lr is None else _check_lr(lr))
+    return _BY_NAME[optimizer](
+        _DEFAULT_LR[optimizer] if lr is None else check_positive_float(lr, "lr")
+    )
 
 
 # -- learning-rate schedules -----------------------------------------------------
@@ -274,13 +246,8 @@ class Step:
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.step_size, bool)
-            or not isinstance(self.step_size, int)
-            or (self.step_size < 1)
-        ):
-            raise InputError(f"step_size must be a positive integer, got {self.step_size!r}")
-        _check_non_negative(self.gamma, "gamma")
+        check_positive_int(self.step_size, "step_size")
+        check_non_negative_float(self.gamma, "gamma")
 
     def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma ** (epoch // self.step_size)
@@ -293,7 +260,7 @@ class Exponential:
     gamma: float = 0.99
 
     def __post_init__(self) -> None:
-        _check_non_negative(self.gamma, "gamma")
+        check_non_negative_float(self.gamma, "gamma")
 
     def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma**epoch
@@ -307,9 +274,8 @@ class Cosine:
     min_lr: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 1:
-            raise InputError(f"total must be a positive integer, got {self.total!r}")
-        _check_non_negative(self.min_lr, "min_lr")
+        check_positive_int(self.total, "total")
+        check_non_negative_float(self.min_lr, "min_lr")
 
     def __call__(self, lr: float, epoch: int) -> float:
         progress = min(epoch, self.total) / self.total

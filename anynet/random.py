@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from ._validation import check_non_negative_float
 from .errors import InputError
 
 __all__ = ["INITIALIZERS", "init_params", "make_rng"]
@@ -64,13 +65,8 @@ def init_params(
         raise InputError(f"init must be one of {sorted(INITIALIZERS)}, got {init!r}")
     if init_scale is None:
         init_scale = INITIALIZERS[init]
-    elif (
-        isinstance(init_scale, bool)
-        or not isinstance(init_scale, numbers.Real)
-        or not math.isfinite(init_scale)
-        or init_scale < 0
-    ):
-        raise InputError(f"init_scale must be a finite number >= 0, got {init_scale!r}")
+    else:
+        init_scale = check_non_negative_float(init_scale, "init_scale")
     rng = make_rng(seed)
     params: dict[str, np.ndarray] = {}
     for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):

@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import model
-from ._validation import check_features, check_positive_float, check_positive_int, check_targets
+from ._validation import (
+    check_features,
+    check_non_negative_float,
+    check_positive_float,
+    check_positive_int,
+    check_targets,
+)
 from .backend import Backend, to_numpy
 from .errors import DivergenceError, InputError
 from .optimizers import Constant, Optimizer, get_optimizer, get_schedule
@@ -177,13 +183,7 @@ class EarlyStopping(Callback):
             )
         self.monitor = monitor
         self.patience = check_positive_int(patience, "patience")
-        if (
-            isinstance(min_delta, bool)
-            or not isinstance(min_delta, (int, float))
-            or not (math.isfinite(min_delta) and min_delta >= 0)
-        ):
-            raise InputError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        self.min_delta = float(min_delta)
+        self.min_delta = check_non_negative_float(min_delta, "min_delta")
         self.restore_best = bool(restore_best)
         self._sign = 1.0 if monitor.endswith("loss") else -1.0
 

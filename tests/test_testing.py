@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from problems import HEADS, HIDDEN, make_problem
 
 import anynet as an
 from anynet import activations as activations_module
@@ -41,36 +42,11 @@ def pythonpath() -> str:
     return os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
 
 
-HIDDEN = ["tanh", "sigmoid", "relu", "leaky_relu", "identity"]
-HEADS = [  # (output activation, loss, outputs): every loss, every activation as an output
-    ("sigmoid", "binary_crossentropy", 1),
-    ("sigmoid", "binary_crossentropy", 2),
-    ("softmax", "categorical_crossentropy", 3),
-    ("identity", "mse", 2),
-    ("tanh", "mse", 1),
-    ("relu", "mse", 2),
-    ("leaky_relu", "mse", 1),
-    ("softmax", "mse", 3),
-]
-
-
-def problem(loss: str, n_out: int, n_in: int = 3, n: int = 12, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, n_in))
-    if loss == "binary_crossentropy":
-        y = rng.integers(0, 2, size=(n, n_out)) if n_out > 1 else rng.integers(0, 2, size=n)
-    elif loss == "categorical_crossentropy":
-        y = rng.integers(0, n_out, size=n)
-    else:
-        y = rng.normal(size=(n, n_out))
-    return X, y
-
-
 def every_kind_of_network(backend, dtype="float64"):
     """(net, X, y) covering every hidden activation (twice), every output and every loss."""
     for index, (head, loss, n_out) in enumerate(HEADS):
         hidden = [HIDDEN[index % 5], HIDDEN[(index + 1) % 5]]
-        X, y = problem(loss, n_out, seed=index)
+        X, y = make_problem(loss, n_out, n=12, seed=index)
         net = an.Network(
             [3, 4, 3, n_out],
             [*hidden, head],
