@@ -7,7 +7,18 @@ NumPy, array-api-strict, JAX, PyTorch and CuPy.
 
 from __future__ import annotations
 
-from . import activations, datasets, io, losses, optimizers, random, testing
+from . import (
+    activations,
+    datasets,
+    functional,
+    heads,
+    io,
+    layers,
+    losses,
+    optimizers,
+    random,
+    testing,
+)
 from .backend import (
     BACKEND_NAMES,
     Backend,
@@ -27,8 +38,16 @@ from .errors import (
     InputError,
     NumericalError,
 )
-from .io import Checkpoint, load, load_checkpoint, save
-from .network import Network
+from .io import save
+from .model import Model
+from .network import Checkpoint, Network, Sequential, load, load_checkpoint
+from .registry import (
+    register_activation,
+    register_initializer,
+    register_layer,
+    register_loss,
+    register_optimizer,
+)
 from .training import Callback, EarlyStopping, History
 
 __version__ = "0.1.0"
@@ -46,19 +65,29 @@ __all__ = [
     "EarlyStopping",
     "History",
     "InputError",
+    "Model",
     "Network",
     "NumericalError",
+    "Sequential",
     "activations",
     "available_backends",
     "backend_of",
     "datasets",
+    "functional",
     "get_backend",
+    "heads",
     "io",
+    "layers",
     "load",
     "load_checkpoint",
     "losses",
     "optimizers",
     "random",
+    "register_activation",
+    "register_initializer",
+    "register_layer",
+    "register_loss",
+    "register_optimizer",
     "save",
     "set_backend",
     "testing",

@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from .activations import Activation, get_activation
-from .backend import Backend, backend_of, to_numpy
+from .backend import Backend, backend_of, is_traced, to_numpy
 from .errors import BackendError, InputError
-from .losses import Loss, get_loss
 
 Array = Any
 
@@ -39,53 +37,6 @@ def check_sizes(sizes: Any) -> list[int]:
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise InputError(f"sizes[{index}] must be a positive integer, got {size!r}")
     return [int(size) for size in sizes]
-
-
-def check_activations(activations: Any, n_layers: int, n_outputs: int) -> list[Activation]:
-    """One activation name per layer; softmax only on the output layer."""
-    if activations is None:
-        hidden = ["tanh"] * (n_layers - 1)
-        return [
-            get_activation(name) for name in [*hidden, "sigmoid" if n_outputs == 1 else "softmax"]
-        ]
-    if not isinstance(activations, (list, tuple)):
-        raise InputError(
-            f"activations must be a list of {n_layers} names (one per layer), "
-            f"got {type(activations).__name__} {activations!r}"
-        )
-    activations = list(activations)
-    if len(activations) != n_layers:
-        raise InputError(
-            f"activations must have one entry per layer ({n_layers}), "
-            f"got {len(activations)}: {activations!r}"
-        )
-    checked = [get_activation(name, f"activations[{i}]") for i, name in enumerate(activations)]
-    for index, activation in enumerate(checked[:-1]):
-        if activation.output_only:
-            raise InputError(
-                f"activations[{index}] must not be {activation.name!r}: "
-                "it is allowed on the output layer only"
-            )
-    return checked
-
-
-def check_loss(loss: Any, head: Activation, n_outputs: int) -> Loss:
-    """The loss, checked against the output activation it needs."""
-    if loss is None:
-        loss = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy"}.get(
-            head.name, "mse"
-        )
-    checked = get_loss(loss)
-    if checked.head is not None and checked.head != head.name:
-        raise InputError(
-            f"loss {checked.name!r} needs a {checked.head!r} output activation, got {head.name!r}"
-        )
-    if head.name == "softmax" and n_outputs < 2:
-        raise InputError(
-            f"a softmax output needs at least 2 units, got sizes[-1] = {n_outputs} "
-            "(use a sigmoid output for two classes)"
-        )
-    return checked
 
 
 def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
@@ -145,6 +96,13 @@ def to_own_backend(value: Any, backend: Backend, name: str) -> tuple[Array, bool
     Returns the array and whether it still has to be moved to the device.
     Arrays of another backend or device raise: anynet never copies them silently.
     """
+    if is_traced(value):
+        raise InputError(
+            f"{name} is a traced array (inside jax.jit, jax.vmap or jax.grad): Network methods "
+            "check and move their inputs and cannot be traced; use the pure functions of "
+            "anynet.functional (apply, value_and_grad, train_step) with net.model and "
+            "net.params instead"
+        )
     kind = backend_of(value)
     if kind is None:
         try:
@@ -188,13 +146,14 @@ def _check_finite(array: Array, xp: Any, name: str) -> None:
 
 
 def check_features(
-    X: Any, backend: Backend, n_features: int, dtype: str, name: str = "X", *, columns: bool = False
+    X: Any,
+    backend: Backend,
+    n_features: int,
+    dtype: str,
+    name: str = "X",
+    width_name: str = "sizes[0]",
 ) -> Array:
-    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``.
-
-    With ``columns``, returned transposed, ``(n_features, n_samples)``: host data is
-    transposed into a contiguous array before it moves, device data as a view.
-    """
+    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``."""
     array, on_host = to_own_backend(X, backend, name)
     xp = array_namespace(array)
     _check_numeric(array, xp, name, allow_bool=True)
@@ -208,35 +167,29 @@ def check_features(
         )
     if array.shape[1] != n_features:
         raise InputError(
-            f"{name} must have {n_features} feature column(s) (sizes[0]), "
+            f"{name} must have {n_features} feature column(s) ({width_name}), "
             f"got shape {tuple(array.shape)}"
         )
     if array.shape[0] == 0:
         raise InputError(f"{name} must hold at least one sample, got shape {tuple(array.shape)}")
     _check_finite(array, xp, name)
     _check_range(array, array_namespace(array), name, dtype)
-    return _finish(array, on_host, backend, dtype, columns)
+    return _finish(array, on_host, backend, dtype)
 
 
 def check_targets(
     y: Any,
-    loss: Loss,
-    n_outputs: int,
+    head: Any,
     n_samples: int,
     backend: Backend,
     dtype: str,
     name: str = "y",
-    *,
-    columns: bool = False,
+    width_name: str = "sizes[-1]",
 ) -> Array:
     """Targets as a float array ``(n_samples, n_outputs)`` on the backend's device.
 
-    With ``columns``, transposed to ``(n_outputs, n_samples)`` as for :func:`check_features`.
-
-    Binary cross-entropy takes 0/1 labels ``(n,)`` or ``(n, n_outputs)``;
-    categorical cross-entropy takes integer labels ``(n,)`` in ``[0, n_outputs)``
-    or one-hot / probability rows ``(n, n_outputs)`` summing to one; mse takes
-    values ``(n,)`` (one output) or ``(n, n_outputs)``.
+    The head encodes them (one-hot for integer class labels) and its loss checks
+    their values (0/1 labels, rows summing to one).
     """
     array, on_host = to_own_backend(y, backend, name)
     xp = array_namespace(array)
@@ -245,42 +198,13 @@ def check_targets(
         array = xp.astype(array, xp.int32)
     if array.ndim not in (1, 2) or array.shape[0] != n_samples:
         raise InputError(
-            f"{name} must have shape ({n_samples},) or ({n_samples}, {n_outputs}) "
+            f"{name} must have shape ({n_samples},) or ({n_samples}, {head.n_outputs}) "
             f"to match X's {n_samples} samples, got shape {tuple(array.shape)}"
         )
     _check_finite(array, xp, name)
-    if loss.name == "categorical_crossentropy" and array.ndim == 1:
-        array = _one_hot(array, xp, n_outputs, name)
-    elif array.ndim == 1:
-        if n_outputs != 1:
-            raise InputError(
-                f"{name} must have shape ({n_samples}, {n_outputs}) for {n_outputs} outputs, "
-                f"got shape {tuple(array.shape)}"
-            )
-        array = xp.reshape(array, (n_samples, 1))
-    elif array.shape[1] != n_outputs:
-        raise InputError(
-            f"{name} must have {n_outputs} column(s) (sizes[-1]), got shape {tuple(array.shape)}"
-        )
-    if loss.name == "binary_crossentropy":
-        ok = xp.all(xp.logical_or(array == 0, array == 1))
-        if not bool(ok):
-            values = np.unique(to_numpy(array))
-            raise InputError(
-                f"{name} must hold 0/1 labels for binary_crossentropy, got values "
-                f"{values[:10].tolist()}{' ...' if values.size > 10 else ''}"
-            )
-    if loss.name == "categorical_crossentropy" and xp.isdtype(array.dtype, "real floating"):
-        sums = xp.sum(array, axis=1)
-        ok = xp.logical_and(xp.all(array >= 0), xp.all(xp.abs(sums - 1) <= 1e-6 * n_outputs))
-        if not bool(ok):
-            row = int(np.argmax(np.abs(to_numpy(sums) - 1)))
-            raise InputError(
-                f"{name} rows must be one-hot (or probabilities summing to one) for "
-                f"categorical_crossentropy, got row {row} = {to_numpy(array)[row].tolist()}"
-            )
+    array = head.encode(array, name=name, width_name=width_name)
     _check_range(array, array_namespace(array), name, dtype)
-    return _finish(array, on_host, backend, dtype, columns)
+    return _finish(array, on_host, backend, dtype)
 
 
 def _check_range(array: Array, xp: Any, name: str, dtype: str) -> None:
@@ -328,26 +252,10 @@ def check_parameter(
     return xp.astype(value, backend.dtype(dtype), copy=True)
 
 
-def _finish(array: Array, on_host: bool, backend: Backend, dtype: str, columns: bool) -> Array:
-    """Cast and move a checked 2-D array, transposed when ``columns``."""
+def _finish(array: Array, on_host: bool, backend: Backend, dtype: str) -> Array:
+    """Cast and move a checked 2-D array."""
     if on_host:
-        host = np.ascontiguousarray(array.T) if columns else array
-        return backend.asarray(host, dtype)
+        return backend.asarray(array, dtype)
     xp = array_namespace(array)
     wanted = backend.dtype(dtype)
-    array = array if array.dtype == wanted else xp.astype(array, wanted)
-    return array.T if columns else array
-
-
-def _one_hot(labels: Array, xp: Any, n_classes: int, name: str) -> Array:
-    if xp.isdtype(labels.dtype, "real floating"):
-        if not bool(xp.all(labels == xp.round(labels))):
-            raise InputError(f"{name} must hold integer class labels, got non-integer values")
-    low, high = xp.min(labels), xp.max(labels)
-    if not (bool(low >= 0) and bool(high < n_classes)):
-        raise InputError(
-            f"{name} must hold class labels in [0, {n_classes}) (sizes[-1] = {n_classes}), "
-            f"got values from {to_numpy(low).item()} to {to_numpy(high).item()}"
-        )
-    classes = xp.arange(n_classes, device=labels.device)
-    return xp.astype(labels[:, None] == xp.astype(classes, labels.dtype), xp.int32)
+    return array if array.dtype == wanted else xp.astype(array, wanted)

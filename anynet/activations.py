@@ -6,7 +6,8 @@ pre-activation ``z`` from the gradient with respect to the output ``a`` (both
 ``z`` and ``a`` are passed, so each derivative uses whichever is cheaper:
 ``1 - a**2`` for tanh, the sign of ``z`` for ReLU).
 
-All functions are elementwise except :func:`softmax`, which normalises along
+The layers of :mod:`anynet.layers.activation` wrap these pairs; register a new
+activation there. All functions are elementwise except :func:`softmax`, which normalises along
 ``axis``; the elementwise ones accept ``axis`` too (and ignore it), so that every
 activation has one signature. The array namespace is taken from the inputs, or passed as ``xp=``
 by callers that have resolved it once already.
@@ -14,18 +15,11 @@ by callers that have resolved it once already.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import array_namespace
 
-from .errors import InputError
-
 __all__ = [
-    "ACTIVATIONS",
-    "Activation",
-    "get_activation",
     "identity",
     "identity_backward",
     "leaky_relu",
@@ -127,40 +121,3 @@ def softmax_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: An
     """Jacobian-vector product of softmax: ``a * (da - sum(da * a, axis))``."""
     xp = array_namespace(z) if xp is None else xp
     return a * (da - xp.sum(da * a, axis=axis, keepdims=True))
-
-
-@dataclass(frozen=True)
-class Activation:
-    """A named activation: forward and backward functions.
-
-    ``forward(z, axis=, xp=)`` and ``backward(da, z, a, axis=, xp=)`` take the
-    feature axis so that :func:`softmax` normalises over features whatever
-    layout the caller keeps; elementwise activations ignore it.
-    """
-
-    name: str
-    forward: Callable[..., Array]
-    backward: Callable[..., Array]
-    output_only: bool = False
-
-    def __repr__(self) -> str:
-        return f"Activation({self.name!r})"
-
-
-ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh", tanh, tanh_backward),
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_backward),
-    "relu": Activation("relu", relu, relu_backward),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_backward),
-    "identity": Activation("identity", identity, identity_backward),
-    "softmax": Activation("softmax", softmax, softmax_backward, output_only=True),
-}
-
-
-def get_activation(name: str, argument: str = "activation") -> Activation:
-    """Look up an activation by name, with an error listing the valid names."""
-    if isinstance(name, Activation):
-        return name
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise InputError(f"{argument} must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]

@@ -18,6 +18,7 @@ import contextvars
 import importlib
 import os
 import re
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -688,6 +689,18 @@ def available_backends() -> list[str]:
 
 
 # -- conversion ----------------------------------------------------------------
+
+
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is a JAX tracer (inside ``jax.jit``, ``vmap`` or ``grad``).
+
+    Looks only if JAX is already imported: a tracer cannot exist otherwise.
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return False
+    tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+    return tracer is not None and isinstance(value, tracer)
 
 
 def backend_of(array: Any) -> str | None:

@@ -63,16 +63,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .backend import Backend, get_backend, to_numpy
+from .backend import to_numpy
 from .errors import BackendError, CheckpointError, CheckpointNotFoundError, InputError
-from .network import Network
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "load", "load_checkpoint", "save"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Record", "read", "save"]
 
 #: Value of the metadata's ``format`` field: what marks a file as an anynet checkpoint.
 FORMAT_NAME = "anynet-checkpoint"
-#: The format version this anynet writes, and the newest it reads.
-FORMAT_VERSION = 1
+#: The format version this anynet writes, and the newest it reads (2 added layer state
+#: and models built from layers; version 1 files load unchanged).
+FORMAT_VERSION = 2
 
 PathLike = str | os.PathLike
 
@@ -106,26 +106,16 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
 
 
 @dataclass
-class Checkpoint:
-    """Everything a checkpoint file holds, as returned by :func:`load_checkpoint`.
+class Record:
+    """A checkpoint file's contents, checked, as plain values (what :func:`read` returns).
 
-    Attributes
-    ----------
-    network : Network
-        The network, on the backend and device asked for, parameters bit-identical
-        to those saved.
-    optimizer_state : dict of str to numpy.ndarray, or None
-        The optimizer state as saved (NumPy arrays on the host, dtypes and shapes
-        kept; move them with ``backend.asarray`` if needed); None if none was saved.
-    history : dict of str to list of float, or None
-        The training history (e.g. ``{"loss": [...]}``); None if none was saved.
-    extra : dict
-        The JSON-able ``extra`` dict given to :func:`save` (``{}`` when none).
-    format_version : int
-        The file's format version.
+    The network itself is built from it by :func:`anynet.load_checkpoint`.
     """
 
-    network: Network
+    path: pathlib.Path
+    architecture: dict[str, Any]
+    params: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] | None = None
     history: dict[str, list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -136,7 +126,7 @@ class Checkpoint:
 
 
 def save(
-    net: Network,
+    net: Any,
     path: PathLike,
     *,
     optimizer_state: Mapping[str, Any] | None = None,
@@ -148,7 +138,8 @@ def save(
     Parameters
     ----------
     net : Network
-        The network to save: its architecture and its parameters, in its dtype.
+        The network to save: its architecture, its parameters (in its dtype) and its
+        layer state.
     path : str or os.PathLike
         The file to write, used as given (no suffix is added; ``.npz`` is customary).
         Its folder must exist. An existing file is replaced only once the new one
@@ -183,11 +174,11 @@ def save(
     >>> import anynet as an, anynet.io, tempfile, os
     >>> net = an.Network([2, 4, 1], ["tanh", "sigmoid"], seed=0)
     >>> path = os.path.join(tempfile.mkdtemp(), "flower.npz")
-    >>> _ = anynet.io.save(net, path)
-    >>> anynet.io.load(path).sizes
+    >>> _ = an.save(net, path)
+    >>> an.load(path).sizes
     [2, 4, 1]
     """
-    if not isinstance(net, Network):
+    if not all(hasattr(net, name) for name in ("architecture", "params", "state", "backend")):
         raise InputError(f"net must be an anynet.Network, got {type(net).__name__}")
     target = _check_path(path)
     members = _encode(net, optimizer_state, history, extra)
@@ -210,7 +201,7 @@ def _check_path(path: Any) -> pathlib.Path:
     return pathlib.Path(text)
 
 
-def _encode(net: Network, optimizer_state: Any, history: Any, extra: Any) -> dict[str, np.ndarray]:
+def _encode(net: Any, optimizer_state: Any, history: Any, extra: Any) -> dict[str, np.ndarray]:
     """Every member of the file, metadata included, as host NumPy arrays."""
     members: dict[str, np.ndarray] = {}
     for key, value in net.params.items():
@@ -220,6 +211,8 @@ def _encode(net: Network, optimizer_state: Any, history: Any, extra: Any) -> dic
                 f"net.params[{key!r}] must have the network's dtype {net.dtype}, got {host.dtype}"
             )
         members[f"params/{key}"] = host
+    for key, value in net.state.items():
+        members[f"state/{key}"] = np.asarray(to_numpy(value), order="C")
     optimizer_entries = _encode_optimizer_state(optimizer_state, members)
     history_entries = _encode_history(history, members)
     metadata = {
@@ -227,7 +220,7 @@ def _encode(net: Network, optimizer_state: Any, history: Any, extra: Any) -> dic
         "format_version": FORMAT_VERSION,
         "anynet_version": _anynet_version(),
         "saved_from": {"backend": net.backend.name, "device": str(net.backend.device)},
-        "network": _architecture(net),
+        "network": net.architecture(),
         "optimizer_state": optimizer_entries,
         "history": history_entries,
         "extra": _json_value({} if extra is None else extra, "extra", top=True),
@@ -241,24 +234,6 @@ def _anynet_version() -> str:
     from . import __version__  # at call time: anynet/__init__ may import this module
 
     return __version__
-
-
-def _architecture(net: Network) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``net``'s architecture, as JSON values."""
-    seed = net.seed
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        seed = int(seed)
-    else:
-        seed = None  # None, or a numpy Generator: the parameters are stored anyway
-    return {
-        "sizes": [int(size) for size in net.sizes],
-        "activations": list(net.activations),
-        "loss": net.loss_name,
-        "dtype": str(net.dtype),
-        "init": str(net.init),
-        "init_scale": _json_number(net.init_scale),
-        "seed": seed,
-    }
 
 
 def _json_number(value: Any) -> int | float | None:
@@ -443,69 +418,32 @@ def _fsync_directory(directory: pathlib.Path) -> None:
 # -- loading -------------------------------------------------------------------
 
 
-def load(path: PathLike, backend: str | Backend | None = None, device: Any = None) -> Network:
-    """Read the network saved in ``path`` by :func:`save`.
+def read(path: PathLike, shapes: Callable[[dict[str, Any]], dict[str, Any]]) -> Record:
+    """Read and check a checkpoint file: architecture, parameters, state, the rest.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by :func:`save`.
-    backend : str or Backend, optional
-        Where to put the network; default as for :class:`~anynet.Network` (the
-        :func:`~anynet.use_backend` block, :func:`~anynet.set_backend`,
-        ``ANYNET_BACKEND``, NumPy), whatever backend saved it.
-    device : str or device object, optional
-        The device on that backend.
-
-    Returns
-    -------
-    Network
-        The saved architecture with bit-identical parameters, in the saved dtype.
-
-    Raises
-    ------
-    CheckpointNotFoundError
-        No file at ``path``: a :class:`~anynet.errors.CheckpointError` that is also a
-        ``FileNotFoundError``.
-    CheckpointError
-        The file is not a readable anynet checkpoint (see :func:`load_checkpoint`).
-    BackendError
-        The backend or device is unknown or missing, or cannot hold the saved
-        dtype (float64 on JAX without 64-bit mode).
-    InputError
-        ``path`` is not a str or os.PathLike.
-    """
-    return load_checkpoint(path, backend, device).network
-
-
-def load_checkpoint(
-    path: PathLike, backend: str | Backend | None = None, device: Any = None
-) -> Checkpoint:
-    """Read everything saved in ``path``: network, optimizer state, history, extra.
-
-    Parameters are as for :func:`load`.
-
-    Returns
-    -------
-    Checkpoint
+    shapes : callable
+        ``shapes(architecture) -> {"params": {key: shape}, "state": {key: (dtype, shape)}}``
+        for the network the file's architecture record describes; raises InputError
+        when the record is invalid (or names something unregistered). Every member's
+        header is checked against it before any data is read.
 
     Raises
     ------
     CheckpointError
         The file cannot be opened or read, is empty, truncated, corrupted (zip CRC
         mismatch), not an ``.npz`` file, not an anynet checkpoint, of a newer format
-        version, internally inconsistent (a member of the wrong shape or dtype, missing
-        or unexpected members, an invalid architecture, non-finite parameters),
-        compressed, or holds an object (pickle) array. The message names the file and
-        the problem. A missing file raises the subclass ``CheckpointNotFoundError``.
-    BackendError, InputError
-        As for :func:`load`.
+        version, internally inconsistent, compressed, or holds an object (pickle)
+        array. A missing file raises the subclass ``CheckpointNotFoundError``.
+    InputError
+        ``path`` is not a str or os.PathLike.
     """
-    target = get_backend(backend, device)
     path = _check_path(path)
     with _open(path) as file, _wrapping_read_errors(path):
-        metadata, arrays = _read(file, path)
-    return _build(metadata, arrays, target, path)
+        metadata, arrays, layout = _read(file, path, shapes)
+    return _build(metadata, arrays, layout, path)
 
 
 def _open(path: pathlib.Path) -> BinaryIO:
@@ -535,7 +473,9 @@ def _wrapping_read_errors(path: pathlib.Path) -> Iterator[None]:
         ) from exc
 
 
-def _read(file: BinaryIO, path: pathlib.Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read(
+    file: BinaryIO, path: pathlib.Path, shapes: Callable[[dict[str, Any]], dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Metadata and every array member, each checked before its data is read."""
     head = file.read(len(_ZIP_MAGIC))
     if not head:
@@ -556,13 +496,13 @@ def _read(file: BinaryIO, path: pathlib.Path) -> tuple[dict[str, Any], dict[str,
             )
         raw = _read_member(npz, infos[_META], _META, path, np.dtype(np.uint8), _FLAT)
         metadata = _parse_metadata(raw, path)
-        expected = _expected_members(metadata, path)
+        expected, layout = _expected_members(metadata, path, shapes)
         _check_member_names(set(infos), set(expected), path)
         arrays = {
             name: _read_member(npz, infos[name], name, path, dtype, shape)
             for name, (dtype, shape) in expected.items()
         }
-    return metadata, arrays
+    return metadata, arrays, layout
 
 
 def _member_infos(
@@ -679,25 +619,35 @@ def _parse_metadata(raw: np.ndarray, path: pathlib.Path) -> dict[str, Any]:
     return metadata
 
 
-def _architecture_from(metadata: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
-    """The ``network`` entry, type-checked (the Network constructor checks the values)."""
+def _architecture_from(
+    metadata: dict[str, Any], path: pathlib.Path, shapes: Callable[[dict[str, Any]], Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``network`` record, type-checked, and the shapes of what it holds."""
     spec = metadata.get("network")
     if not isinstance(spec, dict):
         raise _problem(path, f"its metadata must have a 'network' object, got {spec!r}")
-    sizes, activations = spec.get("sizes"), spec.get("activations")
-    if (
-        not isinstance(sizes, list)
-        or len(sizes) < 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)
-    ):
-        raise _problem(path, f"network.sizes must be a list of >= 2 positive ints, got {sizes!r}")
-    if not isinstance(activations, list) or not all(isinstance(a, str) for a in activations):
-        raise _problem(path, f"network.activations must be a list of names, got {activations!r}")
+    if "layers" not in spec:  # Network(sizes, activations): the tutorial's shortcut
+        sizes, activations = spec.get("sizes"), spec.get("activations")
+        if (
+            not isinstance(sizes, list)
+            or len(sizes) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)
+        ):
+            raise _problem(
+                path, f"network.sizes must be a list of >= 2 positive ints, got {sizes!r}"
+            )
+        if not isinstance(activations, list) or not all(isinstance(a, str) for a in activations):
+            raise _problem(
+                path, f"network.activations must be a list of names, got {activations!r}"
+            )
     checks = {
         "loss": lambda v: isinstance(v, str),
         "dtype": lambda v: v in _FLOAT_DTYPES,
-        "init": lambda v: isinstance(v, str),
-        "init_scale": lambda v: (
+        "seed": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    }
+    if "layers" not in spec:
+        checks["init"] = lambda v: isinstance(v, str)
+        checks["init_scale"] = lambda v: (
             v is None
             or (
                 isinstance(v, (int, float))
@@ -705,21 +655,17 @@ def _architecture_from(metadata: dict[str, Any], path: pathlib.Path) -> dict[str
                 and math.isfinite(v)
                 and v >= 0
             )
-        ),
-        "seed": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-    }
+        )
     for key, ok in checks.items():
         if key not in spec or not ok(spec[key]):
             raise _problem(path, f"network.{key} is invalid: {spec.get(key, '(missing)')!r}")
-    return spec
-
-
-def _param_shapes(sizes: list[int]) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer in range(1, len(sizes)):
-        shapes[f"W{layer}"] = (sizes[layer], sizes[layer - 1])
-        shapes[f"b{layer}"] = (sizes[layer],)
-    return shapes
+    try:
+        layout = shapes(spec)
+    except BackendError:
+        raise
+    except (InputError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise _problem(path, f"its metadata describes an invalid network: {exc}") from exc
+    return spec, layout
 
 
 def _entries(metadata: dict[str, Any], key: str, path: pathlib.Path) -> list[dict[str, str]]:
@@ -749,23 +695,27 @@ def _entries(metadata: dict[str, Any], key: str, path: pathlib.Path) -> list[dic
 
 
 def _expected_members(
-    metadata: dict[str, Any], path: pathlib.Path
-) -> dict[str, tuple[np.dtype | None, Shape]]:
+    metadata: dict[str, Any], path: pathlib.Path, shapes: Callable[[dict[str, Any]], Any]
+) -> tuple[dict[str, tuple[np.dtype | None, Shape]], dict[str, Any]]:
     """Every array member the metadata announces, with its required dtype and shape."""
-    spec = _architecture_from(metadata, path)
+    spec, layout = _architecture_from(metadata, path, shapes)
     dtype = np.dtype(spec["dtype"])
     expected: dict[str, tuple[np.dtype | None, Shape]] = {
-        f"params/{key}": (dtype, shape) for key, shape in _param_shapes(spec["sizes"]).items()
+        f"params/{key}": (dtype, shape) for key, shape in layout["params"].items()
     }
+    expected.update(
+        {f"state/{key}": (np.dtype(kind), shape) for key, (kind, shape) in layout["state"].items()}
+    )
     optimizer = _entries(metadata, "optimizer_state", path)
     history = _entries(metadata, "history", path)
     expected.update({entry["member"]: (None, _ANY_SHAPE) for entry in optimizer})
     expected.update({entry["member"]: (np.dtype(np.float64), _FLAT) for entry in history})
-    if len(expected) != len(_param_shapes(spec["sizes"])) + len(optimizer) + len(history):
+    named = len(layout["params"]) + len(layout["state"]) + len(optimizer) + len(history)
+    if len(expected) != named:
         raise _problem(path, "its metadata names one member twice")
     if not isinstance(metadata.get("extra", {}), dict):
         raise _problem(path, f"its metadata's 'extra' must be an object, got {metadata['extra']!r}")
-    return expected
+    return expected, layout
 
 
 def _check_member_names(found: set[str], expected: set[str], path: pathlib.Path) -> None:
@@ -778,37 +728,19 @@ def _check_member_names(found: set[str], expected: set[str], path: pathlib.Path)
 
 
 def _build(
-    metadata: dict[str, Any], arrays: dict[str, np.ndarray], target: Backend, path: pathlib.Path
-) -> Checkpoint:
-    """The checkpoint's network on ``target``, and its optimizer state, history and extra."""
-    spec = metadata["network"]
-    try:
-        network = Network(
-            spec["sizes"],
-            spec["activations"],
-            spec["loss"],
-            init=spec["init"],
-            init_scale=0.0,  # the initial draw is replaced below: a saved scale cannot overflow
-            seed=spec["seed"],
-            dtype=spec["dtype"],
-            backend=target,
-        )
-    except BackendError:
-        raise  # the backend asked for cannot hold this network: not the file's fault
-    except InputError as exc:
-        raise _problem(path, f"its metadata describes an invalid network: {exc}") from exc
-    network.init_scale = spec["init_scale"]
-    params = {key: arrays[f"params/{key}"] for key in _param_shapes(spec["sizes"])}
-    try:
-        network.set_params(params)
-    except BackendError:
-        raise
-    except InputError as exc:
-        raise _problem(path, f"its parameters are invalid: {exc}") from exc
+    metadata: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    layout: dict[str, Any],
+    path: pathlib.Path,
+) -> Record:
+    """The checked contents as a :class:`Record`."""
     optimizer = _entries(metadata, "optimizer_state", path)
     history = _entries(metadata, "history", path)
-    return Checkpoint(
-        network=network,
+    return Record(
+        path=path,
+        architecture=metadata["network"],
+        params={key: arrays[f"params/{key}"] for key in layout["params"]},
+        state={key: arrays[f"state/{key}"] for key in layout["state"]},
         optimizer_state=(
             {e["name"]: arrays[e["member"]] for e in optimizer}
             if metadata.get("optimizer_state") is not None

@@ -14,32 +14,39 @@ the value uses ``log1p(exp(-|z|))`` and log-sum-exp, and the gradient with
 respect to ``z`` is the exact ``(p - t) / N``, so a saturated unit (``|z|`` of
 1e4) still gives a finite loss and a correct gradient.
 
-``axis`` is the feature axis: ``-1`` for the public rows-are-samples layout,
-``0`` for the network's internal (features, samples) layout.
+``axis`` is the feature axis (``-1`` for rows-are-samples data, as the models use).
+
+Each loss is a registered :class:`Loss` object; a new one subclasses it, declares
+the head it belongs to (``"binary"``, ``"multiclass"``, ``"regression"`` or None for
+any), and is registered with :func:`anynet.register_loss`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import array_namespace
 
-from .activations import Activation
+from .backend import to_numpy
 from .errors import InputError
+from .layers.activation import Sigmoid, Softmax
+from .registry import losses as loss_registry
+from .registry import register_loss
 
 __all__ = [
-    "LOSSES",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
     "Loss",
+    "MeanSquaredError",
     "binary_crossentropy",
     "binary_crossentropy_from_logits",
     "categorical_crossentropy",
     "categorical_crossentropy_from_logits",
     "get_loss",
     "logsumexp",
-    "loss_and_delta",
     "mse",
 ]
 
@@ -109,7 +116,7 @@ def mse(p: Array, t: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     return xp.sum(diff * diff) / _n_elements(p)
 
 
-def _sigmoid_bce(z: Array, t: Array, axis: int, xp: Any) -> tuple[Array, Array]:
+def _sigmoid_bce(z: Array, t: Array, xp: Any) -> tuple[Array, Array]:
     """Value and ``dL/dz`` of binary cross-entropy on a sigmoid output, from the logits.
 
     The sigmoid inside the gradient is ``0.5 * tanh(z / 2) + 0.5``: one transcendental,
@@ -123,113 +130,138 @@ def _sigmoid_bce(z: Array, t: Array, axis: int, xp: Any) -> tuple[Array, Array]:
     return value, (p - t) / n
 
 
-def _softmax_cce(z: Array, t: Array, axis: int, xp: Any) -> tuple[Array, Array]:
+def _softmax_cce(z: Array, t: Array, xp: Any) -> tuple[Array, Array]:
     """Value and ``dL/dz`` of categorical cross-entropy on a softmax output, from the logits."""
-    m = _n_samples(z, axis)
-    shifted = z - xp.max(z, axis=axis, keepdims=True)
+    m = _n_samples(z, -1)
+    shifted = z - xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(shifted)
-    total = xp.sum(e, axis=axis, keepdims=True)
+    total = xp.sum(e, axis=-1, keepdims=True)
     # sum_k t_k (log total - shifted_k): rows of t sum to one (checked on input)
     value = xp.sum(t * (xp.log(total) - shifted)) / m
     return value, (e / total - t) / m
 
 
-def _bce_gradient(p: Array, t: Array, axis: int, xp: Any) -> Array:
-    n = _n_samples(p, axis) * p.shape[axis]
-    return (p - t) / (p * (1 - p) * n)
-
-
-def _cce_gradient(p: Array, t: Array, axis: int, xp: Any) -> Array:
-    return -t / (p * _n_samples(p, axis))
-
-
-def _mse_gradient(p: Array, t: Array, axis: int, xp: Any) -> Array:
-    n = _n_samples(p, axis) * p.shape[axis]
-    return (2.0 / n) * (p - t)
-
-
 @dataclass(frozen=True)
 class Loss:
-    """A named loss.
+    """Base class of losses: a mean over samples of the network's outputs ``p`` and targets ``t``.
 
-    Attributes
-    ----------
-    value : callable
-        ``value(p, t, axis=, xp=) -> 0-d array`` from the output activations.
-    gradient : callable
-        ``gradient(p, t, axis, xp) -> dL/dp``, same shape as ``p``.
-    head : str or None
-        The output activation this loss is fused with (computed from logits),
-        and requires; None when any head works.
-    from_logits : callable or None
-        ``from_logits(z, t, axis=, xp=) -> 0-d array``, the fused value.
-    fused : callable or None
-        ``fused(z, t, axis, xp) -> (value, dL/dz)`` from the logits, for the head.
+    ``p`` and ``t`` are ``(n_samples, n_outputs)`` floats (targets already encoded by
+    the head: one-hot rows for multi-class). Subclasses implement :meth:`value` and
+    :meth:`gradient`; :meth:`fused` may give a stable form from the logits for one
+    output activation.
+
+    Class attributes
+    ----------------
+    head : {"binary", "multiclass", "regression"} or None
+        The output head this loss belongs to; None fits any.
     """
 
-    name: str
-    value: Callable[..., Array]
-    gradient: Callable[..., Array]
-    head: str | None = None
-    from_logits: Callable[..., Array] | None = None
-    fused: Callable[..., tuple[Array, Array]] | None = None
+    head: ClassVar[str | None] = None
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return loss_registry.name_of(self)
+
+    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
+        """Mean loss (0-d array)."""
+        raise NotImplementedError
+
+    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
+        """``dL/dp``, shape of ``p``."""
+        raise NotImplementedError
+
+    def fused(self, activation: Any, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array] | None:
+        """``(value, dL/dz)`` from the logits ``z`` when this loss has a fused form for
+        ``activation``; None otherwise."""
+        return None
+
+    def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
+        """Refuse targets this loss cannot take (after the head's encoding)."""
 
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
 
 
-LOSSES: dict[str, Loss] = {
-    "binary_crossentropy": Loss(
-        "binary_crossentropy",
-        binary_crossentropy,
-        _bce_gradient,
-        head="sigmoid",
-        from_logits=binary_crossentropy_from_logits,
-        fused=_sigmoid_bce,
-    ),
-    "categorical_crossentropy": Loss(
-        "categorical_crossentropy",
-        categorical_crossentropy,
-        _cce_gradient,
-        head="softmax",
-        from_logits=categorical_crossentropy_from_logits,
-        fused=_softmax_cce,
-    ),
-    "mse": Loss("mse", mse, _mse_gradient),
-}
+@dataclass(frozen=True)
+class BinaryCrossentropy(Loss):
+    """``-mean(t log p + (1 - t) log(1 - p))`` over all elements; 0/1 targets.
 
-
-def get_loss(name: str, argument: str = "loss") -> Loss:
-    """Look up a loss by name, with an error listing the valid names."""
-    if isinstance(name, Loss):
-        return name
-    if not isinstance(name, str) or name not in LOSSES:
-        raise InputError(f"{argument} must be one of {sorted(LOSSES)}, got {name!r}")
-    return LOSSES[name]
-
-
-def loss_and_delta(
-    loss: Loss, head: Activation, z: Array, t: Array, *, axis: int, xp: Any
-) -> tuple[Array, Array]:
-    """Loss value and its gradient with respect to the output logits ``z``.
-
-    Parameters
-    ----------
-    loss, head : Loss, Activation
-        The loss and the output layer's activation.
-    z, t : array
-        Logits and targets, of one shape and float dtype.
-    axis : int
-        Feature axis.
-
-    Returns
-    -------
-    value : 0-d array
-    dz : array, shape of ``z``
+    Fused with a sigmoid output: computed from the logits.
     """
-    if loss.head == head.name:
-        return loss.fused(z, t, axis, xp)
-    a = head.forward(z, axis=axis, xp=xp)
-    value = loss.value(a, t, axis=axis, xp=xp)
-    da = loss.gradient(a, t, axis, xp)
-    return value, head.backward(da, z, a, axis=axis, xp=xp)
+
+    head: ClassVar[str | None] = "binary"
+
+    def value(self, p, t, *, xp):
+        return binary_crossentropy(p, t, xp=xp)
+
+    def gradient(self, p, t, *, xp):
+        return (p - t) / (p * (1 - p) * _n_elements(p))
+
+    def fused(self, activation, z, t, *, xp):
+        return _sigmoid_bce(z, t, xp) if isinstance(activation, Sigmoid) else None
+
+    def check_targets(self, t, *, xp, name):
+        ok = xp.all(xp.logical_or(t == 0, t == 1))
+        if not bool(ok):
+            values = np.unique(to_numpy(t))
+            raise InputError(
+                f"{name} must hold 0/1 labels for binary_crossentropy, got values "
+                f"{values[:10].tolist()}{' ...' if values.size > 10 else ''}"
+            )
+
+
+@dataclass(frozen=True)
+class CategoricalCrossentropy(Loss):
+    """``-mean over samples of sum_k t_k log p_k``; one-hot (or probability) rows.
+
+    Fused with a softmax output: computed from the logits.
+    """
+
+    head: ClassVar[str | None] = "multiclass"
+
+    def value(self, p, t, *, xp):
+        return categorical_crossentropy(p, t, xp=xp)
+
+    def gradient(self, p, t, *, xp):
+        return -t / (p * _n_samples(p, -1))
+
+    def fused(self, activation, z, t, *, xp):
+        return _softmax_cce(z, t, xp) if isinstance(activation, Softmax) else None
+
+    def check_targets(self, t, *, xp, name):
+        if not xp.isdtype(t.dtype, "real floating"):
+            return
+        n_outputs = t.shape[1]
+        sums = xp.sum(t, axis=1)
+        ok = xp.logical_and(xp.all(t >= 0), xp.all(xp.abs(sums - 1) <= 1e-6 * n_outputs))
+        if not bool(ok):
+            row = int(np.argmax(np.abs(to_numpy(sums) - 1)))
+            raise InputError(
+                f"{name} rows must be one-hot (or probabilities summing to one) for "
+                f"categorical_crossentropy, got row {row} = {to_numpy(t)[row].tolist()}"
+            )
+
+
+@dataclass(frozen=True)
+class MeanSquaredError(Loss):
+    """``mean((p - t)**2)`` over all elements; fits any head."""
+
+    def value(self, p, t, *, xp):
+        return mse(p, t, xp=xp)
+
+    def gradient(self, p, t, *, xp):
+        return (2.0 / _n_elements(p)) * (p - t)
+
+
+loss_registry.base = Loss
+register_loss("binary_crossentropy", BinaryCrossentropy)
+register_loss("categorical_crossentropy", CategoricalCrossentropy)
+register_loss("mse", MeanSquaredError)
+
+
+def get_loss(loss: str | Loss, argument: str = "loss") -> Loss:
+    """A loss from a registered name or a :class:`Loss` object."""
+    if isinstance(loss, Loss):
+        return loss
+    return loss_registry.get(loss, argument)()

@@ -1,168 +1,221 @@
-"""A whole network as pure functions over a params dict: forward, backprop, SGD step.
+"""A model: layers plus a head, as pure functions over flat dicts of arrays.
 
-Layout: activations are ``(features, samples)`` (the tutorial's). The
-:class:`~anynet.network.Network` transposes the public rows-are-samples data
-once per call. Everything here is pure (nothing updated in place), so JAX can
-compile a whole step and every backend runs the same lines.
+A :class:`Model` is a network's description without numbers: its input width, its
+layers and its :class:`~anynet.heads.Head`. It is frozen and hashable, so compiled
+steps are cached per model. It names the parameters: the k-th layer that has
+parameters or state (counting depth-first through containers) owns the keys
+``f"{name}{k}"`` for each of its names, so a dense stack has the tutorial's
+``W1, b1, W2, b2, ...``, and ``[Dense(8), LayerNorm(), ...]`` has ``W1, b1, gamma2,
+beta2, ...``.
+
+Everything is rows-are-samples: ``x`` is ``(n_samples, n_features)``. Nothing is
+updated in place, so JAX can compile a whole step and every backend runs the same
+lines. The public entry points for research loops are in :mod:`anynet.functional`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
 from typing import Any
 
-from .activations import Activation
-from .layers import dense_backward, dense_forward
-from .losses import Loss, loss_and_delta
-from .optimizers import Optimizer
+import numpy as np
 
-__all__ = ["Spec", "backward", "evaluate", "forward", "loss_and_gradients", "train_step"]
+from .errors import InputError
+from .heads import Head
+from .layers.base import Layer
+
+__all__ = ["Model"]
 
 Array = Any
 Params = dict[str, Array]
 
-#: Feature axis of the internal (features, samples) layout.
-FEATURE_AXIS = 0
+
+@dataclass(frozen=True)
+class _Slot:
+    """How one top-level layer's own keys map to the network-wide keys."""
+
+    params: tuple[tuple[str, str], ...]  # (layer's key, network key)
+    state: tuple[tuple[str, str], ...]
+
+
+def _leaves(layer: Layer, path: str) -> list[tuple[str, Layer]]:
+    children = layer.children()
+    if not children:
+        return [(path, layer)]
+    out = []
+    for index, child in enumerate(children):
+        out.extend(_leaves(child, f"{path}{index}."))
+    return out
 
 
 @dataclass(frozen=True)
-class Spec:
-    """What a network computes, without its numbers: activations per layer and the loss.
-
-    Hashable, so a compiled step can be cached per spec.
-    """
-
-    activations: tuple[Activation, ...]
-    loss: Loss
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.activations)
-
-
-@cache
-def layer_keys(n_layers: int) -> tuple[tuple[int, str, str], ...]:
-    """``((1, "W1", "b1"), (2, "W2", "b2"), ...)``: built once, not per step."""
-    return tuple((layer, f"W{layer}", f"b{layer}") for layer in range(1, n_layers + 1))
-
-
-def forward(
-    params: Params, x: Array, spec: Spec, xp: Any, *, logits_only: bool = False
-) -> tuple[Array, list]:
-    """Forward pass.
+class Model:
+    """Input width, layers and head: what a network computes, without its numbers.
 
     Parameters
     ----------
-    params : dict
-        ``W1, b1, ..., WL, bL`` (``W_l``: ``(n_l, n_{l-1})``, ``b_l``: ``(n_l,)``).
-    x : array, shape (n_0, n_samples)
-    spec : Spec
-    xp : namespace
-        Resolved once by the caller from its inputs.
-    logits_only : bool
-        Stop at the output layer's pre-activation (the loss takes it from there).
-
-    Returns
-    -------
-    a : array, shape (n_L, n_samples)
-        Output activations (the logits with ``logits_only``).
-    cache : list of (z, a)
-        ``cache[0] = (None, x)``, then each layer's pre-activation and activation
-        (``a`` None for the output layer with ``logits_only``).
+    inputs : int
+        Number of input features.
+    layers : tuple of Layer
+        Applied in order to rows-are-samples input.
+    head : Head
+        Output activation and loss; the last layer's width is ``head.n_outputs``.
     """
-    a = x
-    cache: list = [(None, x)]
-    last = spec.n_layers
-    for (layer, w_key, b_key), activation in zip(layer_keys(last), spec.activations, strict=True):
-        z = dense_forward(params[w_key], params[b_key], a, xp=xp)
-        if logits_only and layer == last:
-            cache.append((z, None))
-            return z, cache
-        a = activation.forward(z, axis=FEATURE_AXIS, xp=xp)
-        cache.append((z, a))
-    return a, cache
 
+    inputs: int
+    layers: tuple[Layer, ...]
+    head: Head
+    _slots: tuple[_Slot, ...] = field(init=False, repr=False, compare=False, hash=False)
+    _decay: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
 
-def backward(params: Params, cache: list, dz: Array, spec: Spec, xp: Any) -> Params:
-    """Backpropagation, layer by layer, from ``dz = dL/dz_L`` of the output layer.
+    def __post_init__(self) -> None:
+        slots, decay, number = [], set(), 0
+        for layer in self.layers:
+            pairs_p, pairs_s = [], []
+            for path, leaf in _leaves(layer, ""):
+                if not (leaf.param_names or leaf.state_names):
+                    continue
+                number += 1
+                for name in leaf.param_names:
+                    pairs_p.append((path + name, f"{name}{number}"))
+                    if name in leaf.decay:
+                        decay.add(f"{name}{number}")
+                pairs_s.extend((path + name, f"{name}{number}") for name in leaf.state_names)
+            slots.append(_Slot(tuple(pairs_p), tuple(pairs_s)))
+        object.__setattr__(self, "_slots", tuple(slots))
+        object.__setattr__(self, "_decay", frozenset(decay))
 
-    Returns gradients with the same keys and shapes as ``params`` (in reverse layer
-    order: callers look them up by key).
-    """
-    grads: Params = {}
-    for layer, w_key, b_key in reversed(layer_keys(spec.n_layers)):
-        a_prev = cache[layer - 1][1]
-        dw, db, da_prev = dense_backward(
-            dz, params[w_key], a_prev, need_input_grad=layer > 1, xp=xp
-        )
-        grads[w_key] = dw
-        grads[b_key] = db
-        if layer > 1:
-            z_prev, a_prev = cache[layer - 1]
-            dz = spec.activations[layer - 2].backward(
-                da_prev, z_prev, a_prev, axis=FEATURE_AXIS, xp=xp
+    # -- description ---------------------------------------------------------------
+    @property
+    def param_keys(self) -> tuple[str, ...]:
+        """Network-wide parameter names, in layer order."""
+        return tuple(key for slot in self._slots for _, key in slot.params)
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        """Network-wide layer-state names, in layer order."""
+        return tuple(key for slot in self._slots for _, key in slot.state)
+
+    @property
+    def decay_keys(self) -> frozenset[str]:
+        """Parameters L2 regularisation applies to (weight matrices, not biases)."""
+        return self._decay
+
+    @property
+    def has_state(self) -> bool:
+        return any(slot.state for slot in self._slots)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.head.n_outputs
+
+    def widths(self) -> list[int]:
+        """Output width of each layer, inputs first."""
+        widths = [self.inputs]
+        for layer in self.layers:
+            widths.append(layer.output_width(widths[-1]))
+        return widths
+
+    # -- numbers -------------------------------------------------------------------
+    def init(self, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Initial parameters and layer state as host NumPy arrays, network-wide keys.
+
+        Each layer draws its parameters, then its state, in layer order from ``rng``.
+        """
+        params: dict[str, np.ndarray] = {}
+        state: dict[str, np.ndarray] = {}
+        width = self.inputs
+        for layer, slot in zip(self.layers, self._slots, strict=True):
+            own, n_out = layer.init(rng, width)
+            own_state = layer.init_state(rng, width)
+            _check_keys(layer, "init", own, [k for k, _ in slot.params])
+            _check_keys(layer, "init_state", own_state, [k for k, _ in slot.state])
+            params.update({key: own[local] for local, key in slot.params})
+            state.update({key: own_state[local] for local, key in slot.state})
+            width = n_out
+        if width != self.head.n_outputs:
+            raise InputError(
+                f"the last layer's width ({width}) must equal the head's outputs "
+                f"({self.head.n_outputs})"
             )
-    return grads  # output layer first; callers index by key
+        return params, state
+
+    def shapes(self) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[str, tuple[int, ...]]]]:
+        """Parameter shapes and state ``(kind, shape)`` (kind ``"f"`` float, ``"i"`` int),
+        network-wide keys, without drawing anything."""
+        params: dict[str, tuple[int, ...]] = {}
+        state: dict[str, tuple[str, tuple[int, ...]]] = {}
+        width = self.inputs
+        for layer, slot in zip(self.layers, self._slots, strict=True):
+            own, own_state = layer.shapes(width)
+            _check_keys(layer, "shapes", own, [k for k, _ in slot.params])
+            params.update({key: tuple(own[local]) for local, key in slot.params})
+            state.update({key: own_state[local] for local, key in slot.state})
+            width = layer.output_width(width)
+        return params, state
+
+    # -- the math --------------------------------------------------------------------
+    def forward(
+        self, params: Params, state: Params, x: Array, *, xp: Any, train: bool
+    ) -> tuple[Array, list, Params]:
+        """Logits ``(n, n_outputs)``, per-layer caches and the new layer state."""
+        caches, new_state, h = [], {}, x
+        for layer, slot in zip(self.layers, self._slots, strict=True):
+            own = {local: params[key] for local, key in slot.params}
+            if slot.state:
+                own_state = {local: state[key] for local, key in slot.state}
+                h, cache, updated = layer.forward_state(own, own_state, h, xp=xp, train=train)
+                new_state.update({key: updated[local] for local, key in slot.state})
+            else:
+                h, cache = layer.forward(own, h, xp=xp, train=train)
+            caches.append(cache)
+        return h, caches, new_state
+
+    def backward(self, params: Params, caches: list, dz: Array, *, xp: Any) -> Params:
+        """Gradients (network-wide keys) from ``dz = dL/dlogits``."""
+        grads: Params = {}
+        last = len(self.layers) - 1
+        for index in range(last, -1, -1):
+            layer, slot = self.layers[index], self._slots[index]
+            own = {local: params[key] for local, key in slot.params}
+            if index == 0:
+                own_grads = layer.backward_params(own, caches[0], dz, xp=xp)
+            else:
+                dz, own_grads = layer.backward(own, caches[index], dz, xp=xp)
+            for local, key in slot.params:
+                grads[key] = own_grads[local]
+        return grads
+
+    def loss_and_gradients(
+        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, train: bool = False
+    ) -> tuple[Array, Params, Params]:
+        """Mean loss (0-d), gradients and new layer state for inputs ``x`` and targets ``t``."""
+        z, caches, new_state = self.forward(params, state, x, xp=xp, train=train)
+        value, dz = self.head.loss_and_delta(z, t, xp=xp)
+        return value, self.backward(params, caches, dz, xp=xp), new_state
+
+    def evaluate(
+        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any
+    ) -> tuple[Array, Array]:
+        """Mean loss and score (0-d arrays), in evaluation mode."""
+        z, _, _ = self.forward(params, state, x, xp=xp, train=False)
+        return self.head.loss_value(z, t, xp=xp), self.head.score(
+            self.head.output(z, xp=xp), t, xp=xp
+        )
+
+    def outputs(self, params: Params, state: Params, x: Array, *, xp: Any) -> Array:
+        """Output activations ``(n, n_outputs)`` in evaluation mode."""
+        z, _, _ = self.forward(params, state, x, xp=xp, train=False)
+        return self.head.output(z, xp=xp)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(layer.describe() for layer in self.layers)
+        return f"Model(inputs={self.inputs}, layers=[{inner}], head={self.head.describe()})"
 
 
-def loss_and_gradients(
-    params: Params, x: Array, t: Array, spec: Spec, xp: Any
-) -> tuple[Array, Params]:
-    """Mean loss (0-d array) and its gradients, for inputs ``x`` and targets ``t``.
-
-    ``t`` has the output's shape ``(n_L, n_samples)`` and float dtype.
-    """
-    z, cache = forward(params, x, spec, xp, logits_only=True)
-    value, dz = loss_and_delta(spec.loss, spec.activations[-1], z, t, axis=FEATURE_AXIS, xp=xp)
-    return value, backward(params, cache, dz, spec, xp)
-
-
-def train_step(
-    params: Params,
-    state: dict[str, Array],
-    x: Array,
-    t: Array,
-    lr: Array,
-    spec: Spec,
-    optimizer: Optimizer,
-    xp: Any,
-) -> tuple[Params, dict[str, Array], Array]:
-    """One optimizer step on a batch: returns new params, new state and the loss.
-
-    The loss is that of ``params`` before the update, as in the tutorial's loop.
-    ``x`` is ``(n_0, batch)`` and ``t`` is ``(n_L, batch)``: the internal layout.
-    """
-    value, grads = loss_and_gradients(params, x, t, spec, xp)
-    new_params, new_state = optimizer.update(params, grads, state, lr, xp=xp)
-    return new_params, new_state, value
-
-
-def evaluate(params: Params, x: Array, t: Array, spec: Spec, xp: Any) -> tuple[Array, Array]:
-    """Mean loss and score (0-d arrays) of ``params`` on ``x (n_0, n)``, targets ``t (n_L, n)``.
-
-    The score is the accuracy for sigmoid/softmax outputs (the fraction of samples,
-    or of labels for several sigmoid outputs, predicted right) and the coefficient
-    of determination R² otherwise (averaged over outputs, as scikit-learn; a
-    constant target scores 1 when predicted exactly, else 0).
-    """
-    a, cache = forward(params, x, spec, xp)
-    loss, head = spec.loss, spec.activations[-1]
-    if loss.head == head.name:
-        value = loss.from_logits(cache[-1][0], t, axis=FEATURE_AXIS, xp=xp)
-    else:
-        value = loss.value(a, t, axis=FEATURE_AXIS, xp=xp)
-    if head.name == "softmax":
-        hits = xp.argmax(a, axis=0) == xp.argmax(t, axis=0)
-        score = xp.mean(xp.astype(hits, a.dtype))
-    elif head.name == "sigmoid":
-        score = xp.mean(xp.astype(xp.astype(a > 0.5, a.dtype) == t, a.dtype))
-    else:
-        residual = xp.sum((t - a) * (t - a), axis=1)
-        centred = t - xp.mean(t, axis=1, keepdims=True)
-        total = xp.sum(centred * centred, axis=1)
-        varies = total > 0
-        ratio = residual / xp.where(varies, total, xp.ones_like(total))
-        exact = xp.astype(residual == 0, a.dtype)
-        score = xp.mean(xp.where(varies, 1 - ratio, exact))
-    return value, score
+def _check_keys(layer: Layer, method: str, got: dict, expected: list[str]) -> None:
+    if sorted(got) != sorted(expected):
+        raise InputError(
+            f"{type(layer).__name__}.{method} must return the keys {sorted(expected)} "
+            f"(its declared names), got {sorted(got)}"
+        )

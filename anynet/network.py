@@ -1,8 +1,9 @@
-"""Network: a spec, a params dict and a backend, with a scikit-learn-like surface.
+"""Network: a model, its parameters and layer state on a backend, with a scikit-learn-like face.
 
-Public data is rows-are-samples, ``X`` of shape ``(n_samples, n_features)``.
-The math in :mod:`anynet.model` keeps the tutorial's ``(features, samples)``
-layout; the transposes here are views, not copies.
+Public data is rows-are-samples, ``X`` of shape ``(n_samples, n_features)``, and so
+is the math (:mod:`anynet.model`). Build a network from a list of layers with
+:func:`Sequential`, or with ``Network(sizes, activations)``, the tutorial's shortcut
+for a stack of dense layers.
 """
 
 from __future__ import annotations
@@ -11,42 +12,135 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import model, training
+import numpy as np
+
+from . import io, training
 from ._validation import (
-    check_activations,
     check_features,
-    check_loss,
     check_parameter,
+    check_positive_int,
     check_sizes,
     check_targets,
 )
 from .backend import Backend, get_backend, to_floats, to_numpy
-from .errors import InputError, NumericalError
+from .errors import BackendError, CheckpointError, InputError, NumericalError
+from .heads import make_head
+from .layers.activation import Activation
+from .layers.base import Layer, as_layer, layer_from_record, layer_to_record
+from .layers.dense import Dense
+from .losses import get_loss
+from .model import Model
 from .optimizers import Optimizer
-from .random import init_params
+from .random import make_rng
+from .registry import activations as activation_registry
+from .registry import losses as loss_registry
 from .training import Callback, History
 
-__all__ = ["Network"]
+__all__ = ["Checkpoint", "Network", "Sequential", "load", "load_checkpoint"]
 
 Array = Any
 
 
+def _check_activations(activations: Any, n_layers: int, n_outputs: int) -> list[Activation]:
+    """One activation (registered name or object) per layer; output-only ones last."""
+    if activations is None:
+        names = ["tanh"] * (n_layers - 1) + ["sigmoid" if n_outputs == 1 else "softmax"]
+        return [activation_registry.get(name)() for name in names]
+    if not isinstance(activations, (list, tuple)):
+        raise InputError(
+            f"activations must be a list of {n_layers} names (one per layer), "
+            f"got {type(activations).__name__} {activations!r}"
+        )
+    if len(activations) != n_layers:
+        raise InputError(
+            f"activations must have one entry per layer ({n_layers}), "
+            f"got {len(activations)}: {list(activations)!r}"
+        )
+    checked = []
+    for index, item in enumerate(activations):
+        argument = f"activations[{index}]"
+        if isinstance(item, Activation):
+            checked.append(item)
+        elif isinstance(item, type) and issubclass(item, Activation):
+            checked.append(item())
+        else:
+            checked.append(activation_registry.get(item, argument)())
+    for index, activation in enumerate(checked[:-1]):
+        if activation.output_only:
+            raise InputError(
+                f"activations[{index}] must not be {activation.name!r}: "
+                "it is allowed on the output layer only"
+            )
+    return checked
+
+
+def _dense_model(
+    sizes: list[int], activations: Any, loss: Any, init: Any, init_scale: Any
+) -> Model:
+    """The model of ``Network(sizes, activations, loss)``: dense layers, one activation each."""
+    checked = _check_activations(activations, len(sizes) - 1, sizes[-1])
+    layers: list[Layer] = []
+    for width, activation in zip(sizes[1:-1], checked[:-1], strict=True):
+        layers += [Dense(width, init, init_scale), activation]
+    layers.append(Dense(sizes[-1], init, init_scale))
+    return Model(sizes[0], tuple(layers), make_head(checked[-1], loss, sizes[-1]))
+
+
+def _sequential_model(layers: Any, inputs: Any, loss: Any) -> Model:
+    """The model of ``Sequential(layers, inputs, loss)``."""
+    if isinstance(layers, (str, Layer)) or not isinstance(layers, Sequence):
+        raise InputError(f"layers must be a list of layers, got {type(layers).__name__}")
+    resolved = [as_layer(item, f"layers[{i}]") for i, item in enumerate(layers)]
+    if not resolved:
+        raise InputError("layers must hold at least one layer, got an empty list")
+    inputs = check_positive_int(inputs, "inputs")
+    output = resolved[-1] if isinstance(resolved[-1], Activation) else None
+    body = tuple(resolved[:-1] if output is not None else resolved)
+    for index, layer in enumerate(body):
+        if isinstance(layer, Activation) and layer.output_only:
+            raise InputError(
+                f"layers[{index}] must not be {layer.name!r}: it is allowed as the output only"
+            )
+    widths = [inputs]
+    for layer in body:
+        widths.append(layer.output_width(widths[-1]))
+    head = make_head(output, None if loss is None else get_loss(loss), widths[-1])
+    return Model(inputs, body, head)
+
+
+def model_from_architecture(record: dict[str, Any]) -> Model:
+    """The model an :meth:`Network.architecture` record describes (nothing drawn)."""
+    if "layers" in record:
+        layers = [layer_from_record(item) for item in record["layers"]]
+        layers.append(layer_from_record(record["output"]))
+        return _sequential_model(layers, record["inputs"], record["loss"])
+    sizes = check_sizes(record["sizes"])
+    return _dense_model(sizes, record["activations"], record["loss"], record["init"], 0.0)
+
+
 class Network:
-    """A fully connected network whose math runs unchanged on every array backend.
+    """A network whose math runs unchanged on every array backend.
+
+    ``Network(sizes, activations)`` is the tutorial's shortcut for dense layers with
+    one activation each; :func:`Sequential` builds one from any list of layers. Both
+    give the whole surface below.
 
     Parameters
     ----------
     sizes : list of int
         Layer widths, inputs first: ``[2, 4, 1]`` is the tutorial's 2-4-1 network.
-    activations : list of str, optional
+    activations : list of str or Activation, optional
         One per layer (``len(sizes) - 1``): ``"tanh"``, ``"sigmoid"``, ``"relu"``,
-        ``"leaky_relu"``, ``"identity"``, or ``"softmax"`` (output only). Default:
-        tanh hidden layers and a sigmoid (one output) or softmax output.
-    loss : str, optional
+        ``"leaky_relu"``, ``"identity"``, ``"softmax"`` (output only) or any registered
+        activation. Default: tanh hidden layers and a sigmoid (one output) or softmax
+        output.
+    loss : str or Loss, optional
         ``"binary_crossentropy"`` (sigmoid output), ``"categorical_crossentropy"``
-        (softmax output) or ``"mse"``. Default: the one that matches the output.
-    init : {"normal", "xavier", "he"}
-        Weight initialiser, drawn on the host (see :func:`anynet.random.init_params`).
+        (softmax output), ``"mse"`` or a registered loss. Default: the one that
+        matches the output.
+    init : str
+        Weight initialiser (``"normal"``, ``"xavier"``, ``"he"`` or registered), drawn
+        on the host.
     init_scale : float, optional
         Multiplier of the initial weights; default 0.01 for ``normal`` (the tutorial's).
     seed : int, optional
@@ -82,46 +176,94 @@ class Network:
         backend: str | Backend | None = None,
         device: Any = None,
     ) -> None:
-        self.sizes = check_sizes(sizes)
-        checked = check_activations(activations, len(self.sizes) - 1, self.sizes[-1])
-        self.spec = model.Spec(tuple(checked), check_loss(loss, checked[-1], self.sizes[-1]))
+        sizes = check_sizes(sizes)
+        model = _dense_model(sizes, activations, loss, init, init_scale)
+        self._setup(model, seed, dtype, backend, device)
+        self.sizes = sizes
+        self.init, self.init_scale = init, init_scale
+
+    def _setup(self, model: Model, seed: Any, dtype: str, backend: Any, device: Any) -> None:
+        self.model = model
         self.backend = get_backend(backend, device)
         self.backend.dtype(dtype)  # raises early for unknown dtypes or JAX without x64
         self.dtype = dtype
-        self.init, self.init_scale, self.seed = init, init_scale, seed
-        host = init_params(self.sizes, init, init_scale, seed)
-        self._params = {key: self.backend.asarray(value, dtype) for key, value in host.items()}
+        self.seed = seed
+        self.sizes = None
+        self.init = self.init_scale = None
+        params, state = model.init(make_rng(seed))
+        self._params = {key: self.backend.asarray(v, dtype) for key, v in params.items()}
+        self._state = {key: self._state_array(v) for key, v in state.items()}
         #: The optimizer state at the end of the last ``fit`` (a dict of arrays), or None.
         self.optimizer_state: dict[str, Array] | None = None
 
+    def _state_array(self, host: np.ndarray) -> Array:
+        """Float state in the network's dtype, integer state (random streams) as is."""
+        host = np.asarray(host)
+        if host.dtype.kind == "f":
+            return self.backend.asarray(host, self.dtype, copy=True)
+        return self.backend.asarray(host, copy=True)
+
     # -- description -----------------------------------------------------------
     @property
+    def head(self) -> Any:
+        """The output head (activation, loss, predictions, score)."""
+        return self.model.head
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The layers (without the head's output activation)."""
+        return self.model.layers
+
+    @property
     def activations(self) -> list[str]:
-        """Activation names, one per layer."""
-        return [activation.name for activation in self.spec.activations]
+        """Activation names of the dense stack (``Network(sizes, activations)`` only)."""
+        names = [layer.name for layer in self.model.layers if isinstance(layer, Activation)]
+        return [*names, self.model.head.activation.name]
 
     @property
     def loss_name(self) -> str:
         """Name of the training loss."""
-        return self.spec.loss.name
+        return self.model.head.loss.name
 
     @property
     def is_classifier(self) -> bool:
         """Whether the output is a sigmoid or softmax classifier (else regression)."""
-        return self.spec.activations[-1].name in ("sigmoid", "softmax")
+        return self.model.head.is_classifier
+
+    @property
+    def n_inputs(self) -> int:
+        return self.model.inputs
+
+    @property
+    def n_outputs(self) -> int:
+        return self.model.n_outputs
 
     def __repr__(self) -> str:
-        return (
-            f"Network({self.sizes}, activations={self.activations}, loss={self.loss_name!r}, "
+        where = (
             f"dtype={self.dtype!r}, backend={self.backend.name!r}, "
-            f"device={str(self.backend.device)!r})"
+            f"device={str(self.backend.device)!r}"
+        )
+        if self.sizes is not None:
+            return (
+                f"Network({self.sizes}, activations={self.activations}, "
+                f"loss={self.loss_name!r}, {where})"
+            )
+        layers = ", ".join(layer.describe() for layer in self.model.layers)
+        return (
+            f"Sequential([{layers}, {self.model.head.activation.describe()}], "
+            f"inputs={self.model.inputs}, loss={self.loss_name!r}, {where})"
         )
 
     # -- parameters ------------------------------------------------------------
     @property
     def params(self) -> dict[str, Array]:
-        """The parameters ``W1, b1, ...`` as arrays of the network's backend (a new dict)."""
+        """The parameters (``W1, b1, ...``) as arrays of the network's backend (a new dict)."""
         return dict(self._params)
+
+    @property
+    def state(self) -> dict[str, Array]:
+        """The layer state (batch norm statistics, dropout streams; a new dict, often empty)."""
+        return dict(self._state)
 
     def set_params(self, params: Mapping[str, Any]) -> Network:
         """Replace the parameters.
@@ -138,35 +280,60 @@ class Network:
         Network
             ``self``, for chaining.
         """
-        if not isinstance(params, Mapping):
-            raise InputError(f"params must be a dict of arrays, got {type(params).__name__}")
-        expected = list(self._params)
-        if set(params) != set(expected) or len(params) != len(expected):
-            raise InputError(f"params must have exactly the keys {expected}, got {list(params)}")
-        new = {
-            key: check_parameter(
-                params[key], f"params[{key!r}]", tuple(self._params[key].shape),
-                self.backend, self.dtype,
-            )
-            for key in expected
-        }  # fmt: skip
-        self._params = new
+        self._params = self._checked(params, self._params, "params")
         return self
 
-    # -- computation -----------------------------------------------------------
-    def _inputs(self, X: Any) -> Array:
-        """X checked and moved, transposed to the internal (features, samples) layout."""
-        return check_features(X, self.backend, self.sizes[0], self.dtype, columns=True)
+    def set_state(self, state: Mapping[str, Any]) -> Network:
+        """Replace the layer state (same keys and shapes as :attr:`state`); values copied."""
+        checked = self._checked(state, self._state, "state")
+        self._state = {
+            key: checked[key] if self._is_float(self._state[key]) else self._int_copy(state[key])
+            for key in self._state
+        }
+        return self
 
-    def _targets(self, y: Any, n_samples: int) -> Array:
-        return check_targets(
-            y, self.spec.loss, self.sizes[-1], n_samples, self.backend, self.dtype, columns=True
+    def _is_float(self, array: Array) -> bool:
+        return self.backend.xp.isdtype(array.dtype, "real floating")
+
+    def _int_copy(self, value: Any) -> Array:
+        return self.backend.asarray(np.asarray(to_numpy(value)).astype(np.int32), copy=True)
+
+    def _checked(self, given: Any, current: dict[str, Array], what: str) -> dict[str, Array]:
+        if not isinstance(given, Mapping):
+            raise InputError(f"{what} must be a dict of arrays, got {type(given).__name__}")
+        expected = list(current)
+        if set(given) != set(expected) or len(given) != len(expected):
+            raise InputError(f"{what} must have exactly the keys {expected}, got {list(given)}")
+        return {
+            key: check_parameter(
+                given[key], f"{what}[{key!r}]", tuple(current[key].shape), self.backend, self.dtype
+            )
+            for key in expected
+        }
+
+    def _assign(self, params: dict[str, Array], state: dict[str, Array] | None = None) -> None:
+        """Take arrays computed by the engine (already on the backend), in key order."""
+        self._params = {key: params[key] for key in self._params}  # JAX sorts keys
+        if state is not None:
+            self._state = {key: state[key] for key in self._state}
+
+    # -- computation -----------------------------------------------------------
+    def _inputs(self, X: Any, name: str = "X") -> Array:
+        return check_features(
+            X, self.backend, self.model.inputs, self.dtype, name, self._width_names[0]
         )
 
-    def _forward(self, x: Array) -> Array:
-        with self.backend.float_errors_silenced():
-            out = model.forward(self._params, x, self.spec, self.backend.xp)[0]
-        return self._finite(out, "output")
+    def _targets(self, y: Any, n_samples: int, name: str = "y") -> Array:
+        return check_targets(
+            y, self.model.head, n_samples, self.backend, self.dtype, name, self._width_names[1]
+        )
+
+    @property
+    def _width_names(self) -> tuple[str, str]:
+        """How messages name the input and output widths: what the user passed."""
+        if self.sizes is not None:
+            return "sizes[0]", "sizes[-1]"
+        return "inputs", "the last layer's width"
 
     def _finite(self, array: Array, what: str) -> Array:
         """``array`` itself, or a NumericalError if it holds inf or NaN (one device sync)."""
@@ -179,34 +346,42 @@ class Network:
             )
         return array
 
+    def _outputs(self, x: Array) -> Array:
+        with self.backend.float_errors_silenced():
+            out = self.model.outputs(self._params, self._state, x, xp=self.backend.xp)
+        return self._finite(out, "output")
+
     def forward(self, X: Any) -> Array:
         """Output activations ``(n_samples, n_outputs)`` for inputs ``X (n_samples, n_features)``.
 
-        An array of the network's backend and device, in the network's dtype.
+        An array of the network's backend and device, in the network's dtype; evaluation
+        mode (dropout off, batch norm on running statistics).
         """
-        return self._forward(self._inputs(X)).T
+        return self._outputs(self._inputs(X))
+
+    def _evaluate(self, X: Any, y: Any) -> tuple[Array, Array]:
+        x = self._inputs(X)
+        t = self._targets(y, x.shape[0])
+        with self.backend.float_errors_silenced():
+            return self.model.evaluate(self._params, self._state, x, t, xp=self.backend.xp)
 
     def loss(self, X: Any, y: Any) -> float:
-        """Mean loss over the samples (see :mod:`anynet.losses` for the definitions)."""
-        x = self._inputs(X)
-        with self.backend.float_errors_silenced():
-            value, _ = model.evaluate(
-                self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
-            )
-        return float(to_floats(self._finite(value, "loss")))
+        """Mean loss over the samples (see :mod:`anynet.losses`), in evaluation mode."""
+        return float(to_floats(self._finite(self._evaluate(X, y)[0], "loss")))
 
     def gradients(self, X: Any, y: Any) -> dict[str, Array]:
         """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
 
-        Returns a dict with the keys and shapes of :attr:`params`.
+        Evaluation mode, as :meth:`loss`. Returns a dict with the keys and shapes of
+        :attr:`params`.
         """
         x = self._inputs(X)
+        t = self._targets(y, x.shape[0])
         with self.backend.float_errors_silenced():
-            grads = self._loss_and_gradients(x, self._targets(y, x.shape[1]))[1]
+            _, grads, _ = self.model.loss_and_gradients(
+                self._params, self._state, x, t, xp=self.backend.xp
+            )
         return {key: self._finite(grads[key], f"gradient {key}") for key in self._params}
-
-    def _loss_and_gradients(self, x: Array, t: Array) -> tuple[Array, dict[str, Array]]:
-        return model.loss_and_gradients(self._params, x, t, self.spec, self.backend.xp)
 
     def fit(
         self,
@@ -238,17 +413,18 @@ class Network:
             0/1 labels (sigmoid output), class labels or one-hot rows (softmax), or
             values (regression).
         epochs : int
-            Passes over the data.
+            Passes over the data (in all, when resuming).
         lr : float, optional
             Learning rate; default: the optimizer's own (0.01 for SGD, 0.001 for Adam).
         optimizer : str or Optimizer
             ``"sgd"`` (the tutorial's update), ``"momentum"``, ``"nesterov"``, ``"adam"``,
-            ``"adamw"``, or an :mod:`anynet.optimizers` object. Its state starts afresh
-            in each call.
+            ``"adamw"``, a registered name, or an :mod:`anynet.optimizers` object. Its
+            state starts afresh in each call.
         batch_size : int, optional
-            None: full batch. An integer: minibatches, reshuffled every epoch (when
-            ``shuffle``) in an order drawn on the host from ``seed``, identical on
-            every backend. The last short batch is kept unless ``drop_last``.
+            None, or at least the number of samples: full batch. Smaller: minibatches,
+            reshuffled every epoch (when ``shuffle``) in an order drawn on the host
+            from ``seed``, identical on every backend. The last short batch is kept
+            unless ``drop_last``.
         seed : int, optional
             Seed of the shuffles; default the network's ``seed``.
         schedule : str or callable, optional
@@ -267,11 +443,11 @@ class Network:
             see :func:`anynet.save`) every ``checkpoint_every`` epochs (default 1000)
             and at the end.
         resume : path, optional
-            Continue the run saved in this checkpoint: its parameters, optimizer state,
-            history and epoch are restored and training runs up to ``epochs`` in all,
-            visiting the same batches, so an interrupted-then-resumed run ends with the
-            same parameters as an uninterrupted one. The other arguments must match
-            the checkpointed run's.
+            Continue the run saved in this checkpoint: its parameters, layer state,
+            optimizer state, history and epoch are restored and training runs up to
+            ``epochs`` in all, visiting the same batches, so an interrupted-then-resumed
+            run ends with the same parameters as an uninterrupted one. The other
+            arguments must match the checkpointed run's.
 
         Returns
         -------
@@ -285,13 +461,80 @@ class Network:
             The loss became NaN or infinite; the network keeps the parameters of
             the start of the last epoch with a finite loss.
         """
-        history, self.optimizer_state = training.fit(
-            self, X, y, epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
-            shuffle=shuffle, drop_last=drop_last, seed=seed, schedule=schedule,
-            validation_data=validation_data, callbacks=callbacks, verbose=verbose,
-            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        opt = training.get_optimizer(
+            optimizer, None if lr is None else training.check_positive_float(lr, "lr")
+        )
+        run_config = training.run_config(opt, batch_size, shuffle, drop_last, schedule)
+        start = self._resume(resume, run_config) if resume is not None else None
+        if seed is None:
+            if start is not None and start.seed is not None:
+                seed = start.seed
+            elif self.seed is not None and not isinstance(self.seed, np.random.Generator):
+                seed = self.seed
+        callbacks = training.as_callbacks(callbacks)
+        if checkpoint is not None or checkpoint_every is not None:
+            callbacks.append(
+                training.Checkpointer(checkpoint, checkpoint_every, run_config, self._save_run)
+            )
+        x = self._inputs(X)
+        t = self._targets(y, x.shape[0])
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise InputError(
+                    "validation_data must be a pair (X_val, y_val), "
+                    f"got {type(validation_data).__name__}"
+                )
+            xv = self._inputs(validation_data[0], "X_val")
+            validation = (xv, self._targets(validation_data[1], xv.shape[0], "y_val"))
+        result = training.fit(
+            self.model, self.backend, self.dtype, self._params, self._state, x, t,
+            owner=self, epochs=epochs, optimizer=opt, batch_size=batch_size, shuffle=shuffle,
+            drop_last=drop_last, seed=seed, schedule=schedule, validation=validation,
+            callbacks=callbacks, verbose=verbose, start=start,
         )  # fmt: skip
-        return history
+        self.optimizer_state = result.optimizer_state
+        return result.history
+
+    def _save_run(self, path: Any, opt_state: Any, history: History, extra: dict) -> None:
+        self.save(path, optimizer_state=opt_state, history=history.to_dict(), extra=extra)
+
+    def _resume(self, path: Any, run_config: dict[str, Any]) -> training.Start:
+        """Read a checkpoint written by ``fit(checkpoint=...)`` and check it fits this run."""
+        saved = load_checkpoint(path, backend=self.backend)
+        fit_info = saved.extra.get("fit") if isinstance(saved.extra, dict) else None
+        if not isinstance(fit_info, dict) or not isinstance(fit_info.get("epoch"), int):
+            raise InputError(
+                f"resume must be a checkpoint written by fit(checkpoint=...), got {str(path)!r}, "
+                "which holds no training position"
+            )
+        theirs = saved.network
+        for name, mine, other in (
+            ("sizes", self.sizes, theirs.sizes),
+            ("model", self.model, theirs.model),
+            ("dtype", self.dtype, theirs.dtype),
+        ):
+            if mine != other:
+                raise InputError(
+                    f"resume checkpoint {str(path)!r} is for a network with {name} "
+                    f"{other!r}, this one has {mine!r}"
+                )
+        for key, value in run_config.items():
+            if key == "schedule" and " at 0x" in str(value):
+                continue  # a plain function: nothing stable to compare
+            if fit_info.get(key) != value:
+                raise InputError(
+                    f"resume checkpoint {str(path)!r} was trained with "
+                    f"{key}={fit_info.get(key)!r}, this fit asks for {key}={value!r}: "
+                    "resume with the same settings"
+                )
+        self._params, self._state = theirs._params, theirs._state
+        return training.Start(
+            epoch=fit_info["epoch"],
+            seed=fit_info.get("seed"),
+            optimizer_state=saved.optimizer_state,
+            history=saved.history,
+        )
 
     # -- prediction ------------------------------------------------------------
     def predict_proba(self, X: Any) -> Array:
@@ -304,14 +547,8 @@ class Network:
             output (as scikit-learn), ``(n_samples, n_outputs)`` otherwise.
         """
         if not self.is_classifier:
-            raise InputError(
-                f"predict_proba needs a sigmoid or softmax output, this network's output is "
-                f"{self.activations[-1]!r} (a regressor): use predict"
-            )
-        a = self._forward(self._inputs(X))
-        if self.spec.activations[-1].name == "sigmoid" and self.sizes[-1] == 1:
-            a = self.backend.xp.concat([1 - a, a], axis=0)
-        return a.T
+            return self.model.head.predict_proba(None, xp=self.backend.xp)  # raises
+        return self.model.head.predict_proba(self.forward(X), xp=self.backend.xp)
 
     def predict(self, X: Any) -> Array:
         """Predictions: labels for classifiers, values for regressors.
@@ -324,51 +561,228 @@ class Network:
             otherwise the output values, ``(n_samples,)`` for one output.
             Integer arrays use the backend's default integer dtype.
         """
-        return self._predict(self._forward(self._inputs(X)))
-
-    def _predict(self, a: Array) -> Array:
-        xp, head = self.backend.xp, self.spec.activations[-1].name
-        if head == "softmax":
-            return xp.astype(xp.argmax(a, axis=0), self.backend.int_dtype)
-        if head == "sigmoid":
-            labels = xp.astype(a > 0.5, self.backend.int_dtype)
-        else:
-            labels = a
-        return labels[0, :] if self.sizes[-1] == 1 else labels.T
+        return self.model.head.predict(
+            self.forward(X), xp=self.backend.xp, int_dtype=self.backend.int_dtype
+        )
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors)."""
-        x = self._inputs(X)
-        with self.backend.float_errors_silenced():
-            _, value = model.evaluate(
-                self._params, x, self._targets(y, x.shape[1]), self.spec, self.backend.xp
-            )
-        return float(to_floats(self._finite(value, "score")))
+        return float(to_floats(self._finite(self._evaluate(X, y)[1], "score")))
 
     # -- saving and moving -----------------------------------------------------
+    def architecture(self) -> dict[str, Any]:
+        """The JSON record that rebuilds this network's model (what checkpoints store)."""
+        seed = self.seed
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            seed = int(seed)
+        else:
+            seed = None  # None, or a numpy Generator: the parameters are stored anyway
+        record: dict[str, Any] = {"dtype": str(self.dtype), "seed": seed}
+        head = self.model.head
+        loss = loss_registry.name_of(head.loss)
+        if self.sizes is not None:
+            record.update(
+                sizes=[int(s) for s in self.sizes],
+                activations=self.activations,
+                loss=loss,
+                init=self.init if isinstance(self.init, str) else str(self.init),
+                init_scale=None if self.init_scale is None else float(self.init_scale),
+            )
+        else:
+            record.update(
+                inputs=int(self.model.inputs),
+                layers=[layer_to_record(layer) for layer in self.model.layers],
+                output=layer_to_record(head.activation),
+                loss=loss,
+            )
+        return record
+
+    @classmethod
+    def from_architecture(
+        cls, record: dict[str, Any], backend: Any = None, device: Any = None
+    ) -> Network:
+        """A fresh network (newly drawn parameters) from :meth:`architecture`'s record."""
+        net = object.__new__(cls)
+        net._setup(model_from_architecture(record), record.get("seed"), record["dtype"],
+                   backend, device)  # fmt: skip
+        if "layers" not in record:
+            net.sizes = list(record["sizes"])
+            net.init, net.init_scale = record["init"], record.get("init_scale")
+        return net
+
     def save(self, path: str | os.PathLike, **kwargs: Any) -> Any:
         """Save to ``path`` atomically; see :func:`anynet.save` (same keyword arguments)."""
-        from .io import save
-
-        return save(self, path, **kwargs)
+        return io.save(self, path, **kwargs)
 
     def to(self, backend: str | Backend, device: Any = None) -> Network:
-        """The same network (spec and bit-identical parameters) on another backend or device.
-
-        Returns a new network; ``self`` is unchanged.
-        """
+        """The same network (model, bit-identical parameters and state) on another backend
+        or device. Returns a new network; ``self`` is unchanged."""
         target = get_backend(backend, device)
         target.dtype(self.dtype)
         clone = object.__new__(Network)
         clone.__dict__.update(self.__dict__)
         clone.backend = target
-        clone._params = {
-            key: target.asarray(to_numpy(v), copy=True) for key, v in self._params.items()
-        }
-        # arrays of the old backend must not ride along; the state is moved too
+        clone._params = {k: target.asarray(to_numpy(v), copy=True) for k, v in self._params.items()}
+        clone._state = {k: target.asarray(to_numpy(v), copy=True) for k, v in self._state.items()}
+        # arrays of the old backend must not ride along; the optimizer state is moved too
         if self.optimizer_state is not None:
             clone.optimizer_state = {
                 key: target.asarray(to_numpy(v), copy=True)
                 for key, v in self.optimizer_state.items()
             }
         return clone
+
+    def astype(self, dtype: str) -> Network:
+        """A copy in another floating dtype (same backend), parameters and state cast."""
+        clone = self.to(self.backend)
+        clone.backend.dtype(dtype)
+        clone.dtype = dtype
+        xp = clone.backend.xp
+        wanted = clone.backend.dtype(dtype)
+        clone._params = {k: xp.astype(v, wanted) for k, v in clone._params.items()}
+        clone._state = {
+            k: xp.astype(v, wanted) if clone._is_float(v) else v for k, v in clone._state.items()
+        }
+        clone.optimizer_state = None
+        return clone
+
+
+def Sequential(
+    layers: Sequence[Layer | str],
+    inputs: int,
+    loss: str | Any = None,
+    *,
+    seed: int | None = None,
+    dtype: str = "float32",
+    backend: str | Backend | None = None,
+    device: Any = None,
+) -> Network:
+    """A :class:`Network` from a list of layers.
+
+    Parameters
+    ----------
+    layers : list of Layer or str
+        Applied in order; a registered name (``"relu"``) stands for its layer. A final
+        activation (sigmoid, softmax, identity, ...) is the output activation; without
+        one, the loss's (sigmoid for binary cross-entropy, softmax for categorical
+        cross-entropy, identity for mse).
+    inputs : int
+        Number of input features.
+    loss : str or Loss, optional
+        Default: the one that matches the output activation.
+    seed, dtype, backend, device
+        As for :class:`Network`.
+
+    Examples
+    --------
+    >>> import anynet as an
+    >>> from anynet.layers import Dense, Dropout, LayerNorm, Residual
+    >>> net = an.Sequential(
+    ...     [Dense(64), "relu", Residual(LayerNorm(), Dense(64), "relu"), Dropout(0.1),
+    ...      Dense(10), "softmax"], inputs=64, seed=0)
+    """
+    model = _sequential_model(layers, inputs, loss)
+    net = object.__new__(Network)
+    net._setup(model, seed, dtype, backend, device)
+    return net
+
+
+# -- loading ----------------------------------------------------------------------
+
+
+class Checkpoint:
+    """Everything a checkpoint file holds, as returned by :func:`load_checkpoint`.
+
+    Attributes
+    ----------
+    network : Network
+        The network, on the backend and device asked for, parameters and layer state
+        bit-identical to those saved.
+    optimizer_state : dict of str to numpy.ndarray, or None
+        The optimizer state as saved (NumPy arrays on the host).
+    history : dict of str to list of float, or None
+    extra : dict
+        The JSON-able ``extra`` dict given to :func:`anynet.save` (``{}`` when none).
+    format_version : int
+    """
+
+    def __init__(self, network, optimizer_state=None, history=None, extra=None,
+                 format_version=io.FORMAT_VERSION) -> None:  # fmt: skip
+        self.network = network
+        self.optimizer_state = optimizer_state
+        self.history = history
+        self.extra = {} if extra is None else extra
+        self.format_version = format_version
+
+    def __repr__(self) -> str:
+        return (
+            f"Checkpoint(network={self.network!r}, optimizer_state="
+            f"{None if self.optimizer_state is None else sorted(self.optimizer_state)}, "
+            f"history={None if self.history is None else sorted(self.history)}, "
+            f"extra={self.extra!r})"
+        )
+
+
+def _shapes(record: dict[str, Any]) -> dict[str, Any]:
+    """Parameter shapes and state ``(dtype, shape)`` of the network a record describes."""
+    params, state = model_from_architecture(record).shapes()
+    kinds = {"f": record["dtype"], "i": "int32"}
+    return {"params": params, "state": {k: (kinds[kind], s) for k, (kind, s) in state.items()}}
+
+
+def load_checkpoint(
+    path: io.PathLike, backend: str | Backend | None = None, device: Any = None
+) -> Checkpoint:
+    """Read everything saved in ``path``: network, layer state, optimizer state, history, extra.
+
+    Parameters are as for :func:`load`.
+
+    Raises
+    ------
+    CheckpointError
+        The file cannot be opened or read, is empty, truncated, corrupted, not an
+        anynet checkpoint, of a newer format version, internally inconsistent, names
+        a layer, activation or loss that is not registered here, compressed, or holds
+        an object (pickle) array. The message names the file and the problem.
+        A missing file raises the subclass ``CheckpointNotFoundError``.
+    BackendError, InputError
+        As for :func:`load`.
+    """
+    target = get_backend(backend, device)
+    record = io.read(path, _shapes)
+    try:
+        network = Network.from_architecture(record.architecture, backend=target)
+        network.set_params(record.params)
+        if record.state:
+            network.set_state(record.state)
+    except BackendError:
+        raise  # the backend asked for cannot hold this network: not the file's fault
+    except InputError as exc:
+        raise CheckpointError(f"cannot load checkpoint '{record.path}': {exc}") from exc
+    return Checkpoint(network, record.optimizer_state, record.history, record.extra,
+                      record.format_version)  # fmt: skip
+
+
+def load(path: io.PathLike, backend: str | Backend | None = None, device: Any = None) -> Network:
+    """Read the network saved in ``path`` by :func:`anynet.save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`anynet.save`.
+    backend : str or Backend, optional
+        Where to put the network; default as for :class:`~anynet.Network`, whatever
+        backend saved it.
+    device : str or device object, optional
+
+    Returns
+    -------
+    Network
+        The saved model with bit-identical parameters and state, in the saved dtype.
+
+    Raises
+    ------
+    CheckpointNotFoundError, CheckpointError, BackendError, InputError
+        See :func:`load_checkpoint`.
+    """
+    return load_checkpoint(path, backend, device).network

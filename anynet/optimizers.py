@@ -30,6 +30,8 @@ from ._validation import (
     check_positive_int,
 )
 from .errors import InputError
+from .registry import optimizers as optimizer_registry
+from .registry import register_optimizer
 
 __all__ = [
     "SCHEDULES",
@@ -39,6 +41,7 @@ __all__ = [
     "Cosine",
     "Exponential",
     "Momentum",
+    "Nesterov",
     "Optimizer",
     "SGD",
     "Step",
@@ -50,11 +53,25 @@ Array = Any
 Params = dict[str, Array]
 
 
-def _with_l2(params: Params, grads: Params, l2: float) -> Params:
-    """Add the gradient of ``0.5 * l2 * ||W||^2`` for weight matrices (not biases)."""
+def _with_l2(params: Params, grads: Params, l2: float, decay: Any) -> Params:
+    """Add the gradient of ``0.5 * l2 * ||p||^2`` for the parameters in ``decay``.
+
+    ``decay`` is the model's :attr:`~anynet.model.Model.decay_keys` (weight matrices,
+    not biases or normalisation scales); None means every parameter.
+    """
     if not l2:
         return grads
-    return {key: g + l2 * params[key] if key[0] == "W" else g for key, g in grads.items()}
+    return {
+        key: g + l2 * params[key] if decay is None or key in decay else g
+        for key, g in grads.items()
+    }
+
+
+def _zero_step(params: Params, xp: Any) -> Array:
+    """A 0-d zero on the params' device, in their dtype; works on tracers (jit, vmap)."""
+    first = next(iter(params.values()))
+    xp = array_namespace(first) if xp is None else xp
+    return xp.zeros_like(xp.reshape(first, (-1,))[0])
 
 
 @dataclass(frozen=True)
@@ -79,14 +96,23 @@ class Optimizer:
 
     def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
         """Initial state for ``params``: a flat dict of arrays on the params' device."""
-        first = next(iter(params.values()))
-        xp = array_namespace(first) if xp is None else xp
-        return {"step": xp.zeros((), dtype=first.dtype, device=first.device)}
+        return {"step": _zero_step(params, xp)}
 
     def update(
-        self, params: Params, grads: Params, state: dict[str, Array], lr: Array, *, xp: Any = None
+        self,
+        params: Params,
+        grads: Params,
+        state: dict[str, Array],
+        lr: Array,
+        *,
+        xp: Any = None,
+        decay: Any = None,
     ) -> tuple[Params, dict[str, Array]]:
-        """One update. ``lr`` is a 0-d array of the params' dtype. Returns new params and state."""
+        """One update. Returns new params and state.
+
+        ``lr`` is a 0-d array of the params' dtype (or a float); ``decay`` the keys L2
+        applies to (None: all).
+        """
         raise NotImplementedError
 
     def with_lr(self, lr: float) -> Optimizer:
@@ -120,8 +146,8 @@ class SGD(Optimizer):
         state.update({f"velocity.{key}": xp.zeros_like(p) for key, p in params.items()})
         return state
 
-    def update(self, params, grads, state, lr, *, xp=None):
-        grads = _with_l2(params, grads, self.l2)
+    def update(self, params, grads, state, lr, *, xp=None, decay=None):
+        grads = _with_l2(params, grads, self.l2, decay)
         if not self.momentum:
             return {key: params[key] - lr * grads[key] for key in params}, state
         new_state = {"step": state["step"] + 1}
@@ -173,9 +199,9 @@ class Adam(Optimizer):
             state[f"v.{key}"] = xp.zeros_like(p)
         return state
 
-    def update(self, params, grads, state, lr, *, xp=None):
-        xp = array_namespace(lr) if xp is None else xp
-        grads = _with_l2(params, grads, self.l2)
+    def update(self, params, grads, state, lr, *, xp=None, decay=None):
+        xp = array_namespace(next(iter(params.values()))) if xp is None else xp
+        grads = _with_l2(params, grads, self.l2, decay)
         beta1, beta2 = self.betas
         step = state["step"] + 1
         correction1 = 1 - beta1**step
@@ -200,31 +226,33 @@ class AdamW(Adam):
     weight_decay: float = 0.01
 
 
-_BY_NAME = {
-    "sgd": lambda lr: SGD(lr=lr),
-    "momentum": lambda lr: Momentum(lr=lr),
-    "nesterov": lambda lr: Momentum(lr=lr, nesterov=True),
-    "adam": lambda lr: Adam(lr=lr),
-    "adamw": lambda lr: AdamW(lr=lr),
-}
-_DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adam": 0.001, "adamw": 0.001}
+@dataclass(frozen=True)
+class Nesterov(Momentum):
+    """SGD with Nesterov momentum 0.9."""
+
+    nesterov: bool = True
+
+
+optimizer_registry.base = Optimizer
+register_optimizer("sgd", SGD)
+register_optimizer("momentum", Momentum)
+register_optimizer("nesterov", Nesterov)
+register_optimizer("adam", Adam)
+register_optimizer("adamw", AdamW)
 
 
 def get_optimizer(optimizer: str | Optimizer = "sgd", lr: float | None = None) -> Optimizer:
-    """An optimizer from a name (sgd, momentum, nesterov, adam, adamw) or an object.
-
-    ``lr``, when given, replaces the optimizer's own learning rate.
-    """
+    """An optimizer from a registered name (sgd, momentum, nesterov, adam, adamw, ...) or
+    an object. ``lr``, when given, replaces the optimizer's own learning rate."""
     if isinstance(optimizer, Optimizer):
         return optimizer if lr is None else optimizer.with_lr(lr)
-    if not isinstance(optimizer, str) or optimizer not in _BY_NAME:
+    if not isinstance(optimizer, str) or optimizer not in optimizer_registry:
         raise InputError(
-            f"optimizer must be one of {sorted(_BY_NAME)} or an anynet.optimizers.Optimizer, "
-            f"got {optimizer!r}"
+            f"optimizer must be one of {optimizer_registry.names()} or an "
+            f"anynet.optimizers.Optimizer, got {optimizer!r}"
         )
-    return _BY_NAME[optimizer](
-        _DEFAULT_LR[optimizer] if lr is None else check_positive_float(lr, "lr")
-    )
+    cls = optimizer_registry.get(optimizer)
+    return cls() if lr is None else cls(lr=check_positive_float(lr, "lr"))
 
 
 # -- learning-rate schedules -----------------------------------------------------

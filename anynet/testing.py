@@ -441,20 +441,21 @@ class GradientReport:
 
 def _float64_twin(net: Network) -> Network:
     """A float64 copy of ``net`` on the same backend and device, with its parameters."""
-    from .network import Network
-
-    spec = getattr(net, "spec", None)
-    activations = list(spec.activations) if spec is not None else net.activations
     try:
-        twin = Network(net.sizes, activations, net.loss_name, dtype="float64", backend=net.backend)
+        return net.astype("float64")
     except BackendError as exc:
         raise BackendError(
             f"check_gradients computes finite differences in float64 on the network's "
             f"backend ({net.backend.describe()}), which cannot use float64 here: {exc} "
             f"Alternatively check a NumPy copy: check_gradients(net.to('numpy'), X, y)."
         ) from exc
-    host = {key: to_numpy(value).astype(np.float64) for key, value in net.params.items()}
-    return twin.set_params(host)
+
+
+def _describe(net: Network) -> str:
+    if net.sizes is not None:
+        return f"{net.sizes} {','.join(net.activations)} {net.loss_name}"
+    layers = ", ".join(layer.describe() for layer in net.model.layers)
+    return f"[{layers}] -> {net.model.head.describe()}"
 
 
 def _entries(size: int, max_entries: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -603,8 +604,7 @@ def check_gradients(
     numeric = _finite_differences(twin, X_host, y_host, eps, picks)
     exact = None
     if oracle is not None:
-        host_params = {key: to_numpy(v).astype(np.float64) for key, v in net.params.items()}
-        exact = _ORACLES[oracle](host_params, X_host, y_host, net.activations, net.loss_name)
+        exact = _oracle_gradients(oracle, net, X_host, y_host)
 
     rows = []
     for key, grad in analytic.items():
@@ -631,7 +631,7 @@ def check_gradients(
             )
         )
     report = GradientReport(
-        network=f"{net.sizes} {','.join(net.activations)} {net.loss_name}",
+        network=_describe(net),
         backend=net.backend.describe(),
         dtype=str(net.dtype),
         loss=float(loss),
@@ -651,16 +651,6 @@ def check_gradients(
 # -------------------------------------------------------------------- autodiff oracles
 
 
-def _oracle_targets(y: Any, loss: str, n_outputs: int) -> np.ndarray:
-    """Targets as float64 ``(n_samples, n_outputs)``; integer labels one-hot for CE."""
-    t = np.asarray(y)
-    if loss == "categorical_crossentropy" and t.ndim == 1:
-        t = np.eye(n_outputs)[t.astype(np.int64)]
-    elif t.ndim == 1:
-        t = t.reshape(-1, 1)
-    return t.astype(np.float64)
-
-
 def _import_oracle(name: str) -> Any:
     try:
         return importlib.import_module(name)
@@ -669,45 +659,6 @@ def _import_oracle(name: str) -> Any:
             f"oracle={name!r} needs {name}, which is not installed ({exc}); "
             f"install it ({install_hint(name)}) or pass oracle=None"
         ) from exc
-
-
-def _torch_gradients(
-    params: dict[str, np.ndarray], X: Any, y: Any, activations: list[str], loss: str
-) -> dict[str, np.ndarray]:
-    """Gradients of the network's loss by PyTorch autograd, in float64, on the CPU."""
-    torch = _import_oracle("torch")
-    functional = torch.nn.functional
-    elementwise = {
-        "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid,
-        "relu": torch.relu,
-        "leaky_relu": lambda z: functional.leaky_relu(z, negative_slope=0.01),
-        "identity": lambda z: z,
-        "softmax": lambda z: torch.softmax(z, dim=1),
-    }
-    leaves = {
-        k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()
-    }
-    a = torch.tensor(np.asarray(X, dtype=np.float64), dtype=torch.float64)
-    t = torch.tensor(_oracle_targets(y, loss, params[f"W{len(activations)}"].shape[0]))
-    z = a
-    for layer, name in enumerate(activations, start=1):
-        z = a @ leaves[f"W{layer}"].T + leaves[f"b{layer}"]
-        a = elementwise[name](z)
-    head = activations[-1]
-    if loss == "binary_crossentropy":
-        if head == "sigmoid":
-            log_p, log_q = functional.logsigmoid(z), functional.logsigmoid(-z)
-        else:
-            log_p, log_q = torch.log(a), torch.log1p(-a)
-        value = -torch.mean(t * log_p + (1 - t) * log_q)
-    elif loss == "categorical_crossentropy":
-        log_p = torch.log_softmax(z, dim=1) if head == "softmax" else torch.log(a)
-        value = -torch.mean(torch.sum(t * log_p, dim=1))
-    else:
-        value = torch.mean((a - t) ** 2)
-    value.backward()
-    return {key: leaf.grad.detach().numpy().copy() for key, leaf in leaves.items()}
 
 
 def _jax_x64(jax: Any) -> contextlib.AbstractContextManager:
@@ -727,66 +678,57 @@ def _jax_x64(jax: Any) -> contextlib.AbstractContextManager:
     )
 
 
-#: Compiled ``jax.grad`` of the oracle's loss, one per (activations, loss).
-_JAX_ORACLE_CACHE: dict[tuple[tuple[str, ...], str], Callable[..., Any]] = {}
+def _reference_loss(model: Any, params: dict, state: dict, x: Any, y: Any, xp: Any) -> Any:
+    """The model's evaluation-mode loss through each layer's :meth:`~Layer.reference`
+    (its forward pass unless it gives an independent one), in namespace ``xp``."""
+    from .model import Model
+
+    assert isinstance(model, Model)
+    h = x
+    for layer, slot in zip(model.layers, model._slots, strict=True):
+        own = {local: params[key] for local, key in slot.params}
+        if slot.state:
+            own_state = {local: state[key] for local, key in slot.state}
+            h = layer.forward_state(own, own_state, h, xp=xp, train=False)[0]
+        else:
+            h = layer.reference(own, h, xp=xp, train=False)
+    t = model.head.targets(y, h, xp=xp)
+    return model.head.loss_value(h, t, xp=xp)
 
 
-def _jax_oracle(jax: Any, activations: tuple[str, ...], loss: str) -> Callable[..., Any]:
-    """``jit(grad(loss))`` of the forward pass written with ``jax.numpy`` / ``jax.nn``."""
-    key = (activations, loss)
-    if key in _JAX_ORACLE_CACHE:
-        return _JAX_ORACLE_CACHE[key]
-    jnp, nn = jax.numpy, jax.nn
-    elementwise = {
-        "tanh": jnp.tanh,
-        "sigmoid": nn.sigmoid,
-        "relu": nn.relu,
-        "leaky_relu": lambda z: nn.leaky_relu(z, negative_slope=0.01),
-        "identity": lambda z: z,
-        "softmax": lambda z: nn.softmax(z, axis=1),
-    }
-    head = activations[-1]
+def _oracle_gradients(name: str, net: Network, X: Any, y: Any) -> dict[str, np.ndarray]:
+    """Gradients of the network's loss by ``name``'s autodiff (torch or jax), in float64.
 
-    def objective(leaves: dict[str, Any], a: Any, t: Any) -> Any:
-        z = a
-        for layer, name in enumerate(activations, start=1):
-            z = a @ leaves[f"W{layer}"].T + leaves[f"b{layer}"]
-            a = elementwise[name](z)
-        if loss == "binary_crossentropy":
-            if head == "sigmoid":
-                log_p, log_q = nn.log_sigmoid(z), nn.log_sigmoid(-z)
-            else:
-                log_p, log_q = jnp.log(a), jnp.log1p(-a)
-            return -jnp.mean(t * log_p + (1 - t) * log_q)
-        if loss == "categorical_crossentropy":
-            log_p = nn.log_softmax(z, axis=1) if head == "softmax" else jnp.log(a)
-            return -jnp.mean(jnp.sum(t * log_p, axis=1))
-        return jnp.mean((a - t) ** 2)
+    The forward pass runs through every layer's ``reference`` in that library's own
+    namespace; only the hand-written backward passes are left out.
+    """
+    import array_api_compat
 
-    gradient = _JAX_ORACLE_CACHE[key] = jax.jit(jax.grad(objective))
-    return gradient
-
-
-def _jax_gradients(
-    params: dict[str, np.ndarray], X: Any, y: Any, activations: list[str], loss: str
-) -> dict[str, np.ndarray]:
-    """Gradients of the network's loss by ``jax.grad``, in float64."""
+    model = net.model
+    host = {k: to_numpy(v).astype(np.float64) for k, v in net.params.items()}
+    state = {k: to_numpy(v) for k, v in net.state.items()}
+    state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in state.items()}
+    x = np.asarray(X, dtype=np.float64)
+    target = np.asarray(y)
+    if name == "torch":
+        torch = _import_oracle("torch")
+        leaves = {k: torch.tensor(v, requires_grad=True) for k, v in host.items()}
+        xp = array_api_compat.array_namespace(torch.zeros(1))
+        value = _reference_loss(
+            model, leaves, {k: torch.tensor(v) for k, v in state.items()},
+            torch.tensor(x), torch.tensor(target), xp,
+        )  # fmt: skip
+        value.backward()
+        return {key: leaf.grad.detach().numpy().copy() for key, leaf in leaves.items()}
     jax = _import_oracle("jax")
     jnp = jax.numpy
-    target = _oracle_targets(y, loss, params[f"W{len(activations)}"].shape[0])
-    gradient = _jax_oracle(jax, tuple(activations), loss)
     with _jax_x64(jax):
-        leaves = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
-        a = jnp.asarray(np.asarray(X, dtype=np.float64), dtype=jnp.float64)
-        t = jnp.asarray(target, dtype=jnp.float64)
-        grads = gradient(leaves, a, t)
+        leaves = {k: jnp.asarray(v) for k, v in host.items()}
+        jstate = {k: jnp.asarray(v) for k, v in state.items()}
+        grads = jax.grad(
+            lambda p: _reference_loss(model, p, jstate, jnp.asarray(x), jnp.asarray(target), jnp)
+        )(leaves)
         return {key: np.asarray(value, dtype=np.float64) for key, value in grads.items()}
-
-
-_ORACLES: dict[str, Callable[..., dict[str, np.ndarray]]] = {
-    "jax": _jax_gradients,
-    "torch": _torch_gradients,
-}
 
 
 # ==================================================================== backend agreement
@@ -971,13 +913,7 @@ def _network_copy(net: Network, backend: Backend, dtype: str) -> Network:
     """``net`` on ``backend`` with bit-identical parameters, in ``dtype``."""
     if dtype == net.dtype:
         return net.to(backend)
-    twin = net.to("numpy")
-    from .network import Network
-
-    spec = getattr(net, "spec", None)
-    activations = list(spec.activations) if spec is not None else net.activations
-    copy = Network(net.sizes, activations, net.loss_name, dtype=dtype, backend=backend)
-    return copy.set_params({key: to_numpy(value) for key, value in twin.params.items()})
+    return net.to("numpy").astype(dtype).to(backend)
 
 
 def _run_network(

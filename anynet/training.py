@@ -15,6 +15,9 @@ How the work is laid out, and why:
 * Parameters are never updated in place, so keeping the parameters of a chunk's
   start costs nothing; a diverging run is replayed from there to its last finite
   epoch, exactly.
+* The engine works on ``(model, params, state)`` and never reaches into the
+  network: it hands results to its owner (``owner._assign``) and to callbacks;
+  checkpointing is a callback (:class:`Checkpointer`).
 """
 
 from __future__ import annotations
@@ -23,28 +26,26 @@ import math
 import numbers
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import model
 from ._validation import (
-    check_features,
     check_non_negative_float,
-    check_positive_float,
     check_positive_int,
-    check_targets,
 )
 from .backend import Backend, to_numpy
 from .errors import DivergenceError, InputError
-from .optimizers import Constant, Optimizer, get_optimizer, get_schedule
+from .functional import step as train_step
+from .optimizers import Constant, Optimizer, get_schedule
 
 if TYPE_CHECKING:
+    from .model import Model
     from .network import Network
 
-__all__ = ["Callback", "EarlyStopping", "History", "fit"]
+__all__ = ["Callback", "Checkpointer", "EarlyStopping", "History", "fit"]
 
 Array = Any
 Params = dict[str, Array]
@@ -206,7 +207,7 @@ class EarlyStopping(Callback):
         )
         if improved:
             self.best_value, self.best_epoch = logs[self.monitor], epoch
-            self.best_params = network.params
+            self.best_params, self.best_state = network.params, network.state
             self._wait = 0
             return False
         self._wait += 1
@@ -217,13 +218,33 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, network):
         if self.restore_best and self.best_params is not None:
-            network._params = self.best_params
+            network._assign(self.best_params, self.best_state)
 
 
 def _check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise InputError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+class Checkpointer(Callback):
+    """Saves the run every ``every`` epochs and at the end (``fit(checkpoint=...)``).
+
+    ``save(path, optimizer_state, history, extra)`` writes the file (the network's own
+    saver); the engine ends its chunks where checkpoints fall.
+    """
+
+    def __init__(self, path: Any, every: Any, run_config: dict[str, Any], save: Callable) -> None:
+        self.every = check_positive_int(every, "checkpoint_every", allow_none=True)
+        if self.every is not None and path is None:
+            raise InputError("checkpoint_every needs checkpoint=path, got checkpoint=None")
+        _check_checkpoint_path(path)
+        self.every = self.every or CHUNK
+        self.path, self.run_config, self.save = path, run_config, save
+
+    def write(self, opt_state: Any, history: History, seed: Any, epoch: int) -> None:
+        extra = {"fit": dict(self.run_config, seed=seed, epoch=epoch)}
+        self.save(self.path, opt_state, history, extra)
 
 
 def _check_checkpoint_path(path: Any) -> None:
@@ -235,7 +256,8 @@ def _check_checkpoint_path(path: Any) -> None:
         raise InputError(f"checkpoint must be in an existing folder, got {str(path)!r}")
 
 
-def _as_callbacks(callbacks: Any) -> list[Callback]:
+def as_callbacks(callbacks: Any) -> list[Callback]:
+    """``fit(callbacks=...)`` checked: a list of Callback objects."""
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback) or callable(callbacks):
@@ -264,32 +286,32 @@ def _as_callbacks(callbacks: Any) -> list[Callback]:
 
 def _make_runner(
     backend: Backend,
-    spec: model.Spec,
+    model: Model,
     optimizer: Optimizer,
     batch_size: int | None,
     drop_last: bool,
     with_validation: bool,
 ) -> Callable:
-    """``run(params, state, lrs, orders, x, t, xv, tv) -> (params, state, figures)``.
+    """``run(params, opt_state, state, lrs, orders, x, t, xv, tv) -> (params, opt_state,
+    state, figures)``.
 
     ``lrs`` is ``(E,)``, ``orders`` ``(E, n)`` sample indices or None (full batch, or
     no shuffling); ``figures`` is a tuple of ``(E,)`` arrays: loss, and with validation
-    val_loss and val_score. ``x``, ``t`` are ``(features, n)`` for full batch and rows
-    ``(n, features)`` for minibatches; ``xv``, ``tv`` are ``(features, n_val)``.
+    val_loss and val_score. All data is rows-are-samples.
     """
     xp = backend.xp
 
-    def step(params, state, xb, tb, lr):
-        return model.train_step(params, state, xb, tb, lr, spec, optimizer, xp)
+    def step(params, opt_state, state, xb, tb, lr):
+        return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp)
 
-    def run(params, state, lrs, orders, x, t, xv, tv):
-        n = x.shape[1] if batch_size is None else x.shape[0]
+    def run(params, opt_state, state, lrs, orders, x, t, xv, tv):
+        n = x.shape[0]
 
         def epoch(carry, inputs):
-            params, state = carry
+            params, opt_state, state = carry
             lr, order = inputs
             if batch_size is None:
-                params, state, loss = step(params, state, x, t, lr)
+                params, opt_state, state, loss = step(params, opt_state, state, x, t, lr)
             else:
                 xs = x if order is None else xp.take(x, order, axis=0)
                 ts = t if order is None else xp.take(t, order, axis=0)
@@ -301,35 +323,41 @@ def _make_runner(
                 )
 
                 def batch(carry, pair):
-                    params, state = carry
-                    params, state, loss = step(params, state, pair[0].T, pair[1].T, lr)
-                    return (params, state), (loss,)
+                    params, opt_state, state = carry
+                    params, opt_state, state, loss = step(
+                        params, opt_state, state, pair[0], pair[1], lr
+                    )
+                    return (params, opt_state, state), (loss,)
 
-                (params, state), (losses,) = backend.scan(batch, (params, state), batches, n_full)
+                (params, opt_state, state), (losses,) = backend.scan(
+                    batch, (params, opt_state, state), batches, n_full
+                )
                 total, count = xp.sum(losses) * batch_size, used
                 if rest and not drop_last:
-                    params, state, loss = step(
-                        params, state, xs[used:, ...].T, ts[used:, ...].T, lr
+                    params, opt_state, state, loss = step(
+                        params, opt_state, state, xs[used:, ...], ts[used:, ...], lr
                     )
                     total, count = total + loss * rest, n
                 loss = total / count
             figures = (loss,)
             if with_validation:
-                figures += model.evaluate(params, xv, tv, spec, xp)
-            return (params, state), figures
+                figures += model.evaluate(params, state, xv, tv, xp=xp)
+            return (params, opt_state, state), figures
 
-        (params, state), figures = backend.scan(epoch, (params, state), (lrs, orders), lrs.shape[0])
-        return params, state, figures
+        (params, opt_state, state), figures = backend.scan(
+            epoch, (params, opt_state, state), (lrs, orders), lrs.shape[0]
+        )
+        return params, opt_state, state, figures
 
     return backend.jit(run)
 
 
-def _runner(backend, spec, optimizer, batch_size, drop_last, with_validation) -> Callable:
+def _runner(backend, model, optimizer, batch_size, drop_last, with_validation) -> Callable:
     # The learning rate arrives as data, so one compiled runner serves every lr.
-    key = (backend, spec, replace(optimizer, lr=1.0), batch_size, drop_last, with_validation)
+    key = (backend, model, replace(optimizer, lr=1.0), batch_size, drop_last, with_validation)
     runner = _RUNNERS.get(key)
     if runner is None:
-        runner = _make_runner(backend, spec, key[2], batch_size, drop_last, with_validation)
+        runner = _make_runner(backend, model, key[2], batch_size, drop_last, with_validation)
         _RUNNERS[key] = runner
     return runner
 
@@ -415,33 +443,67 @@ def _orders(seed: int, first: int, count: int, n: int) -> np.ndarray:
     )
 
 
+def run_config(
+    optimizer: Optimizer, batch_size: Any, shuffle: Any, drop_last: Any, schedule: Any
+) -> dict[str, Any]:
+    """What a resumed run must share with the checkpointed one."""
+    return {
+        "optimizer": repr(optimizer),
+        "batch_size": batch_size,
+        "shuffle": bool(shuffle) if isinstance(shuffle, (bool, np.bool_)) else shuffle,
+        "drop_last": bool(drop_last) if isinstance(drop_last, (bool, np.bool_)) else drop_last,
+        "schedule": repr(get_schedule(schedule)),
+    }
+
+
+@dataclass
+class Start:
+    """Where a resumed run starts: the checkpoint's epoch, seed, optimizer state, history."""
+
+    epoch: int
+    seed: int | None
+    optimizer_state: Any
+    history: Any
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the history and the final optimizer state."""
+
+    history: History
+    optimizer_state: dict[str, Array]
+
+
 def fit(
-    network: Network,
-    X: Any,
-    y: Any,
+    model: Model,
+    backend: Backend,
+    dtype: str,
+    params: Params,
+    state: Params,
+    x: Array,
+    t: Array,
     *,
+    owner: Any,
     epochs: int = 1000,
-    lr: float | None = None,
-    optimizer: str | Optimizer = "sgd",
+    optimizer: Optimizer,
     batch_size: int | None = None,
     shuffle: bool = True,
     drop_last: bool = False,
     seed: int | None = None,
     schedule: Any = None,
-    validation_data: tuple[Any, Any] | None = None,
-    callbacks: Sequence[Callback | Callable] | None = None,
+    validation: tuple[Array, Array] | None = None,
+    callbacks: list[Callback] = (),
     verbose: int | bool = 0,
-    checkpoint: Any = None,
-    checkpoint_every: int | None = None,
-    resume: Any = None,
-) -> tuple[History, dict[str, Array]]:
-    """Train ``network`` in place; see :meth:`anynet.Network.fit` for the arguments.
+    start: Start | None = None,
+) -> FitResult:
+    """Train ``model`` from ``params``/``state`` on checked data ``x (n, f)``, targets ``t (n, k)``.
 
-    Returns the history (of the whole run, when resumed) and the final optimizer state.
+    See :meth:`anynet.Network.fit` for the arguments. ``owner._assign(params, state)``
+    receives the parameters after each chunk (and the rewound ones on divergence);
+    ``owner`` is also what callbacks receive.
     """
-    backend, dtype = network.backend, network.dtype
     epochs = check_positive_int(epochs, "epochs")
-    opt = get_optimizer(optimizer, None if lr is None else check_positive_float(lr, "lr"))
+    opt = optimizer
     lr_schedule = get_schedule(schedule)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -455,76 +517,39 @@ def fit(
         check_positive_int(verbose, "verbose")
     if opt.lr > float(np.finfo(dtype).max):
         raise InputError(f"lr must be representable in {dtype}, got {opt.lr!r}")
-    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every", allow_none=True)
-    if checkpoint_every is not None and checkpoint is None:
-        raise InputError("checkpoint_every needs checkpoint=path, got checkpoint=None")
-    if checkpoint is not None:
-        _check_checkpoint_path(checkpoint)
-    run_config = {
-        "optimizer": repr(opt),
-        "batch_size": batch_size,
-        "shuffle": bool(shuffle),
-        "drop_last": bool(drop_last),
-        "schedule": repr(lr_schedule),
-    }
-    resumed = _resume(network, resume, run_config) if resume is not None else None
     if seed is None:
-        if resumed is not None:
-            seed = resumed["seed"]
-        elif network.seed is not None:
-            seed = network.seed
-        else:
-            seed = int(np.random.default_rng().integers(2**32))
-    hooks = _as_callbacks(callbacks)
+        seed = int(np.random.default_rng().integers(2**32))
+    checkpointer = next((h for h in callbacks if isinstance(h, Checkpointer)), None)
+    hooks = [h for h in callbacks if not isinstance(h, Checkpointer)]
     progress = _Progress(verbose, epochs)
 
-    # Full batch keeps the data in the math's (features, samples) layout, made
-    # contiguous on the host; minibatches keep rows, so that a batch is a slice.
-    full_batch = batch_size is None
-    x = check_features(X, backend, network.sizes[0], dtype, columns=full_batch)
-    n = x.shape[1] if full_batch else x.shape[0]
-    loss, n_out = network.spec.loss, network.sizes[-1]
-    t = check_targets(y, loss, n_out, n, backend, dtype, columns=full_batch)
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise InputError(
-                "validation_data must be a pair (X_val, y_val), "
-                f"got {type(validation_data).__name__}"
-            )
-        xv = check_features(
-            validation_data[0], backend, network.sizes[0], dtype, "X_val", columns=True
-        )
-        tv = check_targets(
-            validation_data[1], loss, n_out, xv.shape[1], backend, dtype, "y_val", columns=True
-        )
-    else:
-        xv = tv = None
+    n = x.shape[0]
+    xv, tv = validation if validation is not None else (None, None)
     if batch_size is not None and batch_size >= n:
-        batch_size, x, t = None, x.T, t.T  # one batch holding everything: full batch
+        batch_size = None  # one batch holding everything: full batch
     if batch_size is not None and drop_last and n // batch_size == 0:
         raise InputError(f"batch_size must be <= {n} with drop_last=True, got {batch_size}")
 
-    run = _runner(backend, network.spec, opt, batch_size, drop_last, xv is not None)
-    params = network._params
-    state = opt.init(params, xp=backend.xp)
-    history = History(classifier=network.is_classifier)
+    run = _runner(backend, model, opt, batch_size, drop_last, xv is not None)
+    opt_state = opt.init(params, xp=backend.xp)
+    history = History(classifier=model.head.is_classifier)
     initial_epoch = 0
-    if resumed is not None:
-        state = _restored_state(state, resumed["optimizer_state"], backend)
-        for name, values in (resumed["history"] or {}).items():
+    if start is not None:
+        opt_state = _restored_state(opt_state, start.optimizer_state, backend)
+        for name, values in (start.history or {}).items():
             if name in ("loss", "val_loss", "val_score", "lr"):
                 getattr(history, name).extend(values)
-        initial_epoch = resumed["epoch"]
+        initial_epoch = start.epoch
         epochs -= initial_epoch
         if epochs <= 0:
-            return history, state
+            return FitResult(history, opt_state)
     chunk = 1 if hooks else CHUNK
-    save_every = checkpoint_every or (CHUNK if checkpoint is not None else None)
+    save_every = checkpointer.every if checkpointer is not None else None
     for hook in hooks:
-        hook.on_train_begin(network)
+        hook.on_train_begin(owner)
 
     done = 0
-    previous: tuple | None = None  # (params, state, lrs, orders) of the previous chunk
+    previous: tuple | None = None  # the previous chunk's start
     stop = False
     try:
         while done < epochs and not stop:
@@ -537,95 +562,41 @@ def fit(
             orders = None
             if batch_size is not None and shuffle:
                 orders = backend.asarray(_orders(seed, first, count, n))
-            start = (params, state, lrs, orders)
+            chunk_start = (params, opt_state, state, lrs, orders)
             with backend.float_errors_silenced():
-                params, state, figures = run(params, state, lrs, orders, x, t, xv, tv)
+                params, opt_state, state, figures = run(
+                    params, opt_state, state, lrs, orders, x, t, xv, tv
+                )
             # one read-back per chunk; float32 figures are kept at their exact value
             values = np.stack([to_numpy(f).astype(np.float64) for f in figures], axis=1)
             losses = values[:, 0]
             if not np.all(np.isfinite(losses)):
                 bad = int(np.argmin(np.isfinite(losses)))
                 history.loss.extend(losses[:bad].tolist())
-                _diverged(
-                    network,
-                    run,
-                    start,
-                    previous,
-                    bad,
-                    done + initial_epoch,
-                    losses[bad],
-                    x,
-                    t,
-                    xv,
-                    tv,
-                    history,
-                )
+                _diverged(owner, backend, run, chunk_start, previous, bad,
+                          done + initial_epoch, losses[bad], (x, t, xv, tv), history)  # fmt: skip
             history.loss.extend(values[:, 0].tolist())
             history.lr.extend(lrs_host.tolist())
             if xv is not None:
                 history.val_loss.extend(values[:, 1].tolist())
                 history.val_score.extend(values[:, 2].tolist())
-            network._params = {key: params[key] for key in network._params}  # JAX sorts keys
+            owner._assign(params, state)
             if progress.active or hooks:  # per-epoch dicts only for those who read them
-                logs = _logs(values, lrs_host, xv is not None, network.is_classifier)
+                logs = _logs(values, lrs_host, xv is not None, model.head.is_classifier)
                 progress.update(first, logs)
                 for hook in hooks:
-                    stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], network)) or stop
-            previous = start
+                    stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], owner)) or stop
+            previous = chunk_start
             done += count
-            if checkpoint is not None and (
+            if checkpointer is not None and (
                 (initial_epoch + done) % save_every == 0 or done == epochs or stop
             ):
-                _save_checkpoint(
-                    checkpoint, network, state, history, run_config, seed, initial_epoch + done
-                )
+                checkpointer.write(opt_state, history, seed, initial_epoch + done)
     finally:
         progress.close()
     for hook in hooks:
-        hook.on_train_end(network)
-    return history, state
-
-
-def _save_checkpoint(path, network, state, history, run_config, seed, epoch) -> None:
-    from . import io  # io imports Network: import here, not at module level
-
-    extra = {"fit": dict(run_config, seed=seed, epoch=epoch)}
-    io.save(network, path, optimizer_state=state, history=history.to_dict(), extra=extra)
-
-
-def _resume(network: Network, path: Any, run_config: dict[str, Any]) -> dict[str, Any]:
-    """Read a checkpoint written by ``fit(checkpoint=...)`` and check it fits this run."""
-    from . import io
-
-    saved = io.load_checkpoint(path, backend=network.backend)
-    fit_info = saved.extra.get("fit") if isinstance(saved.extra, dict) else None
-    if not isinstance(fit_info, dict) or not isinstance(fit_info.get("epoch"), int):
-        raise InputError(
-            f"resume must be a checkpoint written by fit(checkpoint=...), got {str(path)!r}, "
-            "which holds no training position"
-        )
-    theirs, ours = saved.network, network
-    for name in ("sizes", "activations", "loss_name", "dtype"):
-        if getattr(theirs, name) != getattr(ours, name):
-            raise InputError(
-                f"resume checkpoint {str(path)!r} is for a network with {name} "
-                f"{getattr(theirs, name)!r}, this one has {getattr(ours, name)!r}"
-            )
-    for key, value in run_config.items():
-        if key == "schedule" and " at 0x" in str(value):
-            continue  # a plain function: nothing stable to compare
-        if fit_info.get(key) != value:
-            raise InputError(
-                f"resume checkpoint {str(path)!r} was trained with {key}={fit_info.get(key)!r}, "
-                f"this fit asks for {key}={value!r}: resume with the same settings"
-            )
-    network._params = theirs._params
-    return {
-        "epoch": fit_info["epoch"],
-        "seed": fit_info.get("seed"),
-        "optimizer_state": saved.optimizer_state,
-        "history": saved.history,
-    }
+        hook.on_train_end(owner)
+    return FitResult(history, opt_state)
 
 
 def _restored_state(fresh: dict[str, Array], saved: Any, backend: Backend) -> dict[str, Array]:
@@ -648,27 +619,21 @@ def _restored_state(fresh: dict[str, Array], saved: Any, backend: Backend) -> di
     return restored
 
 
-def _diverged(network, run, start, previous, bad, first_epoch, value, x, t, xv, tv, history):
+def _diverged(owner, backend, run, start, previous, bad, first_epoch, value, data, history):
     """Rewind to the start of the last epoch with a finite loss, then raise."""
-    params, state, lrs, orders = start
+    params, opt_state, state, lrs, orders = start
     if bad == 0 and previous is not None:
-        params, state, lrs, orders = previous
+        params, opt_state, state, lrs, orders = previous
         replay = lrs.shape[0] - 1
     else:
         replay = max(bad - 1, 0)
     if replay:
-        with network.backend.float_errors_silenced():
-            params, state, _ = run(
-                params,
-                state,
-                lrs[:replay],
-                None if orders is None else orders[:replay, ...],
-                x,
-                t,
-                xv,
-                tv,
-            )
-    network._params = params
+        with backend.float_errors_silenced():
+            params, opt_state, state, _ = run(
+                params, opt_state, state, lrs[:replay],
+                None if orders is None else orders[:replay, ...], *data,
+            )  # fmt: skip
+    owner._assign(params, state)
     last_good = first_epoch + bad - 1
     kept = f"epoch {last_good} (the last with a finite loss)" if last_good >= 0 else "its start"
     error = DivergenceError(

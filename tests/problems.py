@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 HIDDEN = ["tanh", "sigmoid", "relu", "leaky_relu", "identity"]
@@ -28,3 +30,31 @@ def make_problem(loss: str, n_out: int, n_in: int = 3, n: int = 9, seed: int = 0
     else:
         y = rng.normal(size=(n, n_out))
     return X, y
+
+
+def plant_activation(monkeypatch, name="tanh", *, backward_factor=1.0, forward_shift=0.0):
+    """Register a subtly wrong ``name`` activation (restored by monkeypatch).
+
+    ``backward_factor`` scales the derivative; ``forward_shift`` is added to the
+    forward value on every backend except NumPy (the reference). Networks built by
+    name afterwards get the planted class, as a user's registered one would.
+    """
+    import anynet as an
+    from anynet import registry
+
+    original = registry.activations.get(name)
+    numpy_xp = an.get_backend("numpy").xp
+
+    @dataclass(frozen=True)
+    class Planted(original):
+        def value(self, z, *, xp):
+            out = super().value(z, xp=xp)
+            return out if forward_shift == 0 or xp is numpy_xp else out + forward_shift
+
+        def derivative(self, dy, z, y, *, xp):
+            return super().derivative(dy, z, y, xp=xp) * backward_factor
+
+    for kind in (registry.activations, registry.layers):
+        monkeypatch.setitem(kind._classes, name, Planted)
+        monkeypatch.setitem(kind._names, Planted, name)
+    return Planted

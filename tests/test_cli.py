@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from problems import plant_activation
 
 import anynet as an
-from anynet import activations as activations_module
 from anynet import backend as backend_module
 from anynet.cli import main, parse_spec
 from anynet.testing import TRAINING_RTOL
@@ -53,19 +53,6 @@ def hide(monkeypatch, names):
 
     monkeypatch.setattr(backend_module.importlib, "import_module", refuse)
     monkeypatch.setattr(backend_module, "_cache", {})
-
-
-def plant_tanh_shift(monkeypatch, shift=1e-6):
-    """tanh off by ``shift`` on every backend but NumPy (restored by monkeypatch)."""
-    original = activations_module.ACTIVATIONS["tanh"]
-    numpy_xp = an.get_backend("numpy").xp
-
-    def forward(z, axis=-1, xp=None):
-        out = original.forward(z, axis=axis, xp=xp)
-        return out if xp is numpy_xp else out + shift
-
-    planted = activations_module.Activation("tanh", forward, original.backward)
-    monkeypatch.setitem(activations_module.ACTIVATIONS, "tanh", planted)
 
 
 # ------------------------------------------------------------------ usage
@@ -159,7 +146,7 @@ def validate_json(capsys, *args: str) -> tuple[int, dict]:
 def test_validate_catches_a_backend_whose_tanh_is_off(backend, monkeypatch, capsys):
     if backend.name == "numpy":
         pytest.skip("the planted tanh differs on every backend but NumPy, the reference")
-    plant_tanh_shift(monkeypatch, 1e-6)
+    plant_activation(monkeypatch, "tanh", forward_shift=1e-6)
     status = main(["validate", "--backends", spec(backend), "--epochs", "30"])
     out = capsys.readouterr().out
     assert status == 1
@@ -170,13 +157,7 @@ def test_validate_catches_a_backend_whose_tanh_is_off(backend, monkeypatch, caps
 
 
 def test_validate_catches_a_wrong_derivative(monkeypatch, capsys):
-    original = activations_module.ACTIVATIONS["tanh"]
-
-    def backward(da, z, a, axis=-1, xp=None):
-        return original.backward(da, z, a, axis=axis, xp=xp) * 1.1
-
-    planted = activations_module.Activation("tanh", original.forward, backward)
-    monkeypatch.setitem(activations_module.ACTIVATIONS, "tanh", planted)
+    plant_activation(monkeypatch, "tanh", backward_factor=1.1)
     status, summary = validate_json(capsys, "--backends", "numpy", "--epochs", "5")
     assert status == 1
     (row,) = summary["results"]

@@ -42,8 +42,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import anynet as an
+from anynet import load_checkpoint, save
 from anynet.errors import CheckpointError
-from anynet.io import load_checkpoint, save
 
 # After a failure, hypothesis's pytest plugin imports libcst to suggest a patch; libcst
 # imports mypy_extensions, whose DeprecationWarning (an error under filterwarnings=error)

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 import anynet as an
+from anynet import Checkpoint, load, load_checkpoint, save
 from anynet.errors import CheckpointError, CheckpointNotFoundError
-from anynet.io import FORMAT_VERSION, Checkpoint, load, load_checkpoint, save
+from anynet.io import FORMAT_VERSION
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 X4 = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
@@ -163,7 +164,7 @@ def test_loads_where_the_saving_backend_is_not_installed(backend, tmp_path):
         for name in ("torch", "jax", "jaxlib", "array_api_strict", "cupy"):
             sys.modules[name] = None  # import fails, as on a machine without it
         import numpy as np
-        from anynet.io import load
+        from anynet import load
         net = load(sys.argv[1], backend="numpy")
         np.savez(sys.argv[2], **net.params)
         assert not [m for m in ("torch", "jax", "array_api_strict") if sys.modules[m]]
@@ -348,7 +349,7 @@ def test_save_into_a_missing_folder_or_over_a_folder(tmp_path):
 KILL_SCRIPT = """
 import sys
 import anynet as an
-from anynet.io import save
+from anynet import save
 net = an.Network([1000, 4000, 1000], seed=1, dtype="float64", backend="numpy")
 print("ready", flush=True)
 while True:
@@ -558,7 +559,7 @@ def test_other_npz_and_zip_files_are_refused(tmp_path):
 @pytest.mark.parametrize(
     "version, fragment",
     [
-        (FORMAT_VERSION + 1, "newer than the 1 this anynet reads: upgrade anynet"),
+        (FORMAT_VERSION + 1, f"newer than the {FORMAT_VERSION} this anynet reads: upgrade anynet"),
         (0, "format_version must be a positive integer, got 0"),
         ("1", "format_version must be a positive integer, got '1'"),
         (None, "format_version must be a positive integer, got None"),
@@ -607,11 +608,30 @@ def _set(path: str, value):
     return edit
 
 
+def _both(first, second):
+    def edit(meta):
+        first(meta)
+        second(meta)
+
+    return edit
+
+
 @pytest.mark.parametrize(
     "edit, fragment",
     [
-        (_set("network.sizes", [2, 5, 3]), "unexpected member(s) ['params/W3', 'params/b3']"),
-        (_set("network.sizes", [2, 5, 3, 3, 3]), "member(s) ['params/W4', 'params/b4'] are"),
+        (
+            _both(
+                _set("network.sizes", [2, 5, 3]), _set("network.activations", ["relu", "softmax"])
+            ),
+            "unexpected member(s) ['params/W3', 'params/b3']",
+        ),
+        (
+            _both(
+                _set("network.sizes", [2, 5, 3, 3, 3]),
+                _set("network.activations", ["relu", "relu", "leaky_relu", "softmax"]),
+            ),
+            "member(s) ['params/W4', 'params/b4'] are",
+        ),
         (
             _set("network.sizes", [2, 10**9, 10**9, 3]),
             "'params/W1' must have shape (1000000000, 2)",

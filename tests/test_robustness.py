@@ -39,18 +39,16 @@ import pytest
 
 import anynet as an
 from anynet.activations import (
-    ACTIVATIONS,
     sigmoid,
     sigmoid_backward,
     softmax,
     softmax_backward,
 )
+from anynet.heads import make_head
 from anynet.losses import (
-    LOSSES,
     binary_crossentropy_from_logits,
     categorical_crossentropy_from_logits,
     logsumexp,
-    loss_and_delta,
 )
 from anynet.testing import assert_on_backend
 
@@ -145,9 +143,9 @@ def test_binary_crossentropy_from_logits_and_its_gradient(backend, dtype, z, t, 
     np.testing.assert_allclose(assert_finite(value, backend), expected, rtol=RTOL[dtype])
     if abs(z) == 1e4:
         assert host(value) == expected  # exactly
-    # the network's fused gradient (features, samples) layout: (sigmoid(z) - t) / n
-    head, loss = ACTIVATIONS["sigmoid"], LOSSES["binary_crossentropy"]
-    value, dz = loss_and_delta(loss, head, logits, targets, axis=0, xp=backend.xp)
+    # the head's fused gradient, rows-are-samples: (sigmoid(z) - t) / n
+    head = make_head("sigmoid", "binary_crossentropy", 2)
+    value, dz = head.loss_and_delta(logits, targets, xp=backend.xp)
     p_exact = 1.0 if z > 0 else 0.0 if z < 0 else 0.5
     np.testing.assert_array_equal(assert_finite(dz, backend), [[(p_exact - t) / 2] * 2])
 
@@ -165,13 +163,12 @@ def test_categorical_crossentropy_from_logits_and_its_gradient(backend, dtype, l
     value = categorical_crossentropy_from_logits(logits, targets, axis=-1)
     assert tuple(value.shape) == ()
     assert host(value) == expected  # exactly: logsumexp = 1e4 exactly here
-    # fused gradient in the network's (features, samples) layout: (softmax(z) - t) / n
-    head, loss = ACTIVATIONS["softmax"], LOSSES["categorical_crossentropy"]
-    zt, tt = on(backend, z.T, dtype), on(backend, t.T, dtype)
-    value, dz = loss_and_delta(loss, head, zt, tt, axis=0, xp=backend.xp)
+    # the head's fused gradient, rows-are-samples: (softmax(z) - t) / n
+    head = make_head("softmax", "categorical_crossentropy", 3)
+    value, dz = head.loss_and_delta(logits, targets, xp=backend.xp)
     assert host(value) == expected
-    p = np.array([1.0, 0.0, 0.0])[:, None]
-    np.testing.assert_array_equal(assert_finite(dz, backend), (p - t.T) / 2)
+    p = np.array([1.0, 0.0, 0.0])[None, :]
+    np.testing.assert_array_equal(assert_finite(dz, backend), (p - t) / 2)
 
 
 # -- whole networks with saturated heads -----------------------------------------

@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 import pytest
-from problems import HEADS, HIDDEN, make_problem
+from problems import HEADS, HIDDEN, make_problem, plant_activation
 
 import anynet as an
-from anynet import activations as activations_module
 from anynet import backend as backend_module
 from anynet.testing import (
     ATOL,
@@ -65,26 +64,6 @@ def flower_net(backend, dtype="float64", init="xavier"):
         [2, 4, 1], ["tanh", "sigmoid"], init=init, seed=0, dtype=dtype, backend=backend
     )
     return net, X, y
-
-
-def plant_activation(monkeypatch, name="tanh", *, backward_factor=1.0, forward_shift=0.0):
-    """Replace ``ACTIVATIONS[name]`` (restored by monkeypatch) with a subtly wrong one.
-
-    ``backward_factor`` scales the derivative; ``forward_shift`` is added to the
-    forward value on every backend except NumPy (the reference).
-    """
-    original = activations_module.ACTIVATIONS[name]
-    numpy_xp = an.get_backend("numpy").xp
-
-    def forward(z, axis=-1, xp=None):
-        out = original.forward(z, axis=axis, xp=xp)
-        return out if forward_shift == 0 or xp is numpy_xp else out + forward_shift
-
-    def backward(da, z, a, axis=-1, xp=None):
-        return original.backward(da, z, a, axis=axis, xp=xp) * backward_factor
-
-    planted = activations_module.Activation(name, forward, backward, original.output_only)
-    monkeypatch.setitem(activations_module.ACTIVATIONS, name, planted)
 
 
 class ShiftedTanh:

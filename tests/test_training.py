@@ -351,7 +351,7 @@ def test_compiled_runner_is_reused_across_fits(backend):
     net = an.Network([2, 3, 1], seed=0, backend=backend)
     net.fit(X, y, epochs=20, lr=0.5)
     before = len(training._RUNNERS)
-    runner = training._runner(backend, net.spec, an.optimizers.SGD(), None, False, False)
+    runner = training._runner(backend, net.model, an.optimizers.SGD(), None, False, False)
     compiled = runner._cache_size() if backend.name == "jax" else None
     net.fit(X, y, epochs=20, lr=0.9)
     an.Network([2, 3, 1], seed=1, backend=backend).fit(X, y, epochs=20, lr=0.1)

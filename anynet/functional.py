@@ -1,0 +1,172 @@
+"""Pure functions over ``(model, params, ...)`` for research loops.
+
+``net.model`` is a network's hashable description (layers and head, no numbers),
+``net.params`` its parameters and ``net.state`` its layer state (batch norm's
+running statistics, dropout's random stream; an empty dict for most models).
+Everything here is rows-are-samples, pure, and works inside ``jax.jit``,
+``jax.vmap`` (an ensemble of networks from stacked parameters),
+``torch.func.vmap`` and ``torch.compile``::
+
+    import jax
+    from anynet import functional as F
+
+    step = jax.jit(lambda p, s: F.train_step(net.model, opt, p, s, X, y))
+    params, opt_state = net.params, opt.init(net.params)
+    for _ in range(100):
+        params, opt_state, loss = step(params, opt_state)
+
+Functions that take ``state=`` return the new state as their last result when it is
+given; a model with layer state needs it (``state=net.state``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .errors import InputError
+from .random import make_rng
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .optimizers import Optimizer
+
+__all__ = ["apply", "init", "step", "train_step", "value_and_grad"]
+
+Array = Any
+Params = dict[str, Array]
+
+
+def init(model: Model, seed: int | np.random.Generator | None = None) -> tuple[dict, dict]:
+    """Initial ``(params, state)`` of ``model`` as float64/int32 NumPy arrays (host).
+
+    The same draws as ``Sequential``/``Network`` with this seed; cast and move them
+    with your library (``jnp.asarray(p, dtype=...)``).
+    """
+    return model.init(make_rng(seed))
+
+
+def _namespace(params: Params, X: Array) -> Any:
+    if not params:
+        raise InputError("params must be a non-empty dict of arrays, got an empty dict")
+    return array_namespace(X, *params.values())
+
+
+def _state(model: Model, state: Params | None) -> Params:
+    if state is None:
+        if model.has_state:
+            raise InputError(
+                f"state must be given for this model, which has layer state "
+                f"{list(model.state_keys)} (pass state=net.state); got None"
+            )
+        return {}
+    return state
+
+
+def apply(
+    model: Model, params: Params, X: Array, *, state: Params | None = None, train: bool = False
+) -> Any:
+    """Output activations ``(n_samples, n_outputs)`` of ``X (n_samples, n_features)``.
+
+    Returns ``outputs``, or ``(outputs, new_state)`` when ``state`` is given
+    (``train=True``: dropout active, batch norm on batch statistics).
+    """
+    xp = _namespace(params, X)
+    z, _, new_state = model.forward(params, _state(model, state), X, xp=xp, train=train)
+    out = model.head.output(z, xp=xp)
+    return out if state is None else (out, new_state)
+
+
+def value_and_grad(
+    model: Model,
+    params: Params,
+    X: Array,
+    y: Array,
+    *,
+    state: Params | None = None,
+    train: bool = False,
+) -> Any:
+    """Mean loss (0-d array) and its gradients (hand-written backprop, ``params``' keys).
+
+    ``y`` as ``fit`` takes it: 0/1 labels, integer classes or one-hot rows, values.
+    Returns ``(loss, grads)``, or ``(loss, grads, new_state)`` when ``state`` is given.
+    """
+    xp = _namespace(params, X)
+    z, caches, new_state = model.forward(params, _state(model, state), X, xp=xp, train=train)
+    t = model.head.targets(y, z, xp=xp)
+    value, dz = model.head.loss_and_delta(z, t, xp=xp)
+    grads = model.backward(params, caches, dz, xp=xp)
+    return (value, grads) if state is None else (value, grads, new_state)
+
+
+def step(
+    model: Model,
+    optimizer: Optimizer,
+    params: Params,
+    opt_state: Params,
+    state: Params,
+    x: Array,
+    t: Array,
+    lr: Any,
+    *,
+    xp: Any,
+) -> tuple[Params, Params, Params, Array]:
+    """One training step on encoded targets ``t (n, n_outputs)``: the fit engine's step.
+
+    Returns ``(params, opt_state, state, loss)``; the loss is that of ``params``
+    before the update, as in the tutorial's loop.
+    """
+    value, grads, new_state = model.loss_and_gradients(params, state, x, t, xp=xp, train=True)
+    params, opt_state = optimizer.update(
+        params, grads, opt_state, lr, xp=xp, decay=model.decay_keys
+    )
+    return params, opt_state, new_state, value
+
+
+def train_step(
+    model: Model,
+    optimizer: Optimizer,
+    params: Params,
+    opt_state: Params,
+    X: Array,
+    y: Array,
+    *,
+    state: Params | None = None,
+    lr: Any = None,
+) -> Any:
+    """One optimizer step in training mode.
+
+    Parameters
+    ----------
+    model, optimizer
+        ``net.model`` and an :mod:`anynet.optimizers` object (``optimizer.init(params)``
+        gives ``opt_state``).
+    params, opt_state : dict of arrays
+    X : array, shape (n_samples, n_features)
+    y : array
+        As ``fit`` takes it.
+    state : dict of arrays, optional
+        Layer state; required for models that have some.
+    lr : float or 0-d array, optional
+        Learning rate; default ``optimizer.lr``.
+
+    Returns
+    -------
+    (params, opt_state, loss), or (params, opt_state, loss, state) when ``state`` is given.
+    The loss is that of the parameters before the update.
+    """
+    xp = _namespace(params, X)
+    own_state = _state(model, state)
+    z, caches, new_state = model.forward(params, own_state, X, xp=xp, train=True)
+    t = model.head.targets(y, z, xp=xp)
+    value, dz = model.head.loss_and_delta(z, t, xp=xp)
+    grads = model.backward(params, caches, dz, xp=xp)
+    rate = optimizer.lr if lr is None else lr
+    params, opt_state = optimizer.update(
+        params, grads, opt_state, rate, xp=xp, decay=model.decay_keys
+    )
+    if state is None:
+        return params, opt_state, value
+    return params, opt_state, value, new_state

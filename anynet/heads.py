@@ -1,0 +1,241 @@
+"""Output heads: the output activation, the loss, target encoding, predictions and scores.
+
+Three kinds, one object each:
+
+* :class:`BinaryHead` — sigmoid outputs, 0/1 labels (one or several per sample);
+  ``predict`` thresholds at 0.5, ``score`` is the accuracy.
+* :class:`MulticlassHead` — softmax outputs, integer labels (one-hot encoded here,
+  whatever the loss) or one-hot/probability rows; ``predict`` is the argmax.
+* :class:`RegressionHead` — any other output activation; ``score`` is R².
+
+:func:`make_head` picks the kind from the loss (a loss declares its head) or from
+the output activation; this module is the only place that decides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from array_api_compat import array_namespace
+
+from .backend import to_numpy
+from .errors import InputError
+from .layers.activation import Activation, Identity, Sigmoid, Softmax
+from .layers.base import as_layer
+from .losses import Loss, get_loss
+
+__all__ = ["BinaryHead", "Head", "MulticlassHead", "RegressionHead", "make_head"]
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class Head:
+    """Output activation plus loss, with everything that depends on the kind of output.
+
+    All arrays are rows-are-samples: logits and outputs ``(n_samples, n_outputs)``.
+    """
+
+    activation: Activation
+    loss: Loss
+    n_outputs: int
+
+    kind: ClassVar[str] = ""
+    is_classifier: ClassVar[bool] = False
+    default_loss: ClassVar[str] = "mse"
+
+    # -- the math ------------------------------------------------------------------
+    def output(self, z: Array, *, xp: Any) -> Array:
+        """Output activations from logits."""
+        return self.activation.value(z, xp=xp)
+
+    def loss_and_delta(self, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array]:
+        """Mean loss (0-d) and ``dL/dz`` from logits ``z`` and encoded targets ``t``."""
+        fused = self.loss.fused(self.activation, z, t, xp=xp)
+        if fused is not None:
+            return fused
+        a = self.activation.value(z, xp=xp)
+        value = self.loss.value(a, t, xp=xp)
+        da = self.loss.gradient(a, t, xp=xp)
+        return value, self.activation.derivative(da, z, a, xp=xp)
+
+    def loss_value(self, z: Array, t: Array, *, xp: Any) -> Array:
+        """Mean loss (0-d) only (the fused value when there is one)."""
+        fused = self.loss.fused(self.activation, z, t, xp=xp)
+        if fused is not None:
+            return fused[0]
+        return self.loss.value(self.activation.value(z, xp=xp), t, xp=xp)
+
+    def score(self, a: Array, t: Array, *, xp: Any) -> Array:
+        """Accuracy (classifiers) or R² (regressors) of outputs ``a``, 0-d."""
+        residual = xp.sum((t - a) * (t - a), axis=0)
+        centred = t - xp.mean(t, axis=0, keepdims=True)
+        total = xp.sum(centred * centred, axis=0)
+        varies = total > 0
+        ratio = residual / xp.where(varies, total, xp.ones_like(total))
+        exact = xp.astype(residual == 0, a.dtype)
+        return xp.mean(xp.where(varies, 1 - ratio, exact))
+
+    def predict(self, a: Array, *, xp: Any, int_dtype: Any) -> Array:
+        """Predictions from outputs: values, ``(n,)`` for one output."""
+        return a[:, 0] if self.n_outputs == 1 else a
+
+    def predict_proba(self, a: Array, *, xp: Any) -> Array:
+        raise InputError(
+            f"predict_proba needs a sigmoid or softmax output, this network's output is "
+            f"{self.activation.name!r} (a regressor): use predict"
+        )
+
+    # -- targets -------------------------------------------------------------------
+    def encode(self, y: Array, *, name: str = "y", width_name: str = "outputs") -> Array:
+        """Targets ``(n,)`` or ``(n, n_outputs)`` (checked numbers, one backend) as
+        ``(n, n_outputs)``, still in their own dtype; the loss checks their values."""
+        xp = array_namespace(y)
+        n = y.shape[0]
+        if y.ndim == 1:
+            if self.n_outputs != 1:
+                raise InputError(
+                    f"{name} must have shape ({n}, {self.n_outputs}) for {self.n_outputs} "
+                    f"outputs, got shape {tuple(y.shape)}"
+                )
+            y = xp.reshape(y, (n, 1))
+        elif y.shape[1] != self.n_outputs:
+            raise InputError(
+                f"{name} must have {self.n_outputs} column(s) ({width_name}), "
+                f"got shape {tuple(y.shape)}"
+            )
+        self.loss.check_targets(y, xp=xp, name=name)
+        return y
+
+    def targets(self, y: Array, like: Array, *, xp: Any) -> Array:
+        """Traceable encoding of ``y`` (as ``fit`` takes it) for logits ``like (n, k)``:
+        no value checks, no host sync; in ``like``'s dtype."""
+        if y.ndim == 1:
+            y = xp.reshape(y, (y.shape[0], 1))
+        return xp.astype(y, like.dtype)
+
+    def describe(self) -> str:
+        return f"{self.activation.describe()} + {self.loss.name}"
+
+
+@dataclass(frozen=True)
+class BinaryHead(Head):
+    """Sigmoid outputs: one or several 0/1 labels per sample."""
+
+    kind: ClassVar[str] = "binary"
+    is_classifier: ClassVar[bool] = True
+    default_loss: ClassVar[str] = "binary_crossentropy"
+
+    def score(self, a, t, *, xp):
+        return xp.mean(xp.astype(xp.astype(a > 0.5, a.dtype) == t, a.dtype))
+
+    def predict(self, a, *, xp, int_dtype):
+        labels = xp.astype(a > 0.5, int_dtype)
+        return labels[:, 0] if self.n_outputs == 1 else labels
+
+    def predict_proba(self, a, *, xp):
+        return xp.concat([1 - a, a], axis=1) if self.n_outputs == 1 else a
+
+
+@dataclass(frozen=True)
+class MulticlassHead(Head):
+    """Softmax outputs: one class per sample."""
+
+    kind: ClassVar[str] = "multiclass"
+    is_classifier: ClassVar[bool] = True
+    default_loss: ClassVar[str] = "categorical_crossentropy"
+
+    def score(self, a, t, *, xp):
+        hits = xp.argmax(a, axis=1) == xp.argmax(t, axis=1)
+        return xp.mean(xp.astype(hits, a.dtype))
+
+    def predict(self, a, *, xp, int_dtype):
+        return xp.astype(xp.argmax(a, axis=1), int_dtype)
+
+    def predict_proba(self, a, *, xp):
+        return a
+
+    def targets(self, y, like, *, xp):
+        if y.ndim == 1:
+            ones = xp.ones_like(like[:1, :], dtype=y.dtype)
+            classes = xp.cumulative_sum(ones, axis=1) - 1  # (1, k) on like's device
+            y = y[:, None] == classes
+        return xp.astype(y, like.dtype)
+
+    def encode(self, y, *, name="y", width_name="outputs"):
+        if y.ndim == 1:
+            y = _one_hot(y, self.n_outputs, name, width_name)
+        return super().encode(y, name=name, width_name=width_name)
+
+
+@dataclass(frozen=True)
+class RegressionHead(Head):
+    """Any other output activation (identity by default): values; R² as the score."""
+
+    kind: ClassVar[str] = "regression"
+
+
+_KINDS: dict[str, type[Head]] = {
+    "binary": BinaryHead,
+    "multiclass": MulticlassHead,
+    "regression": RegressionHead,
+}
+_DEFAULT_ACTIVATION: dict[str, type[Activation]] = {
+    "binary": Sigmoid,
+    "multiclass": Softmax,
+    "regression": Identity,
+}
+
+
+def _kind_of(activation: Activation) -> str:
+    if isinstance(activation, Softmax):
+        return "multiclass"
+    if isinstance(activation, Sigmoid):
+        return "binary"
+    return "regression"
+
+
+def make_head(activation: Activation | str | None, loss: Loss | str | None, n_outputs: int) -> Head:
+    """The head for an output activation (None: the loss's default) and a loss (None:
+    the activation's default), checked against each other and the output width."""
+    if activation is not None:
+        activation = as_layer(activation, "output activation")
+        if not isinstance(activation, Activation):
+            raise InputError(
+                f"output activation must be an anynet.layers.Activation, got {activation!r}"
+            )
+    if loss is not None:
+        loss = get_loss(loss)
+    if activation is None:
+        kind = loss.head if loss is not None and loss.head is not None else "regression"
+        activation = _DEFAULT_ACTIVATION[kind]()
+    kind = _kind_of(activation)
+    if loss is None:
+        loss = get_loss(_KINDS[kind].default_loss)
+    if loss.head is not None and loss.head != kind:
+        wanted = _DEFAULT_ACTIVATION[loss.head]()
+        raise InputError(
+            f"loss {loss.name!r} needs a {wanted.name!r} output activation, got {activation.name!r}"
+        )
+    if kind == "multiclass" and n_outputs < 2:
+        raise InputError(
+            f"a softmax output needs at least 2 units, got sizes[-1] = {n_outputs} "
+            "(use a sigmoid output for two classes)"
+        )
+    return _KINDS[kind](activation, loss, n_outputs)
+
+
+def _one_hot(labels: Array, n_classes: int, name: str, width_name: str) -> Array:
+    xp = array_namespace(labels)
+    if xp.isdtype(labels.dtype, "real floating"):
+        if not bool(xp.all(labels == xp.round(labels))):
+            raise InputError(f"{name} must hold integer class labels, got non-integer values")
+    low, high = xp.min(labels), xp.max(labels)
+    if not (bool(low >= 0) and bool(high < n_classes)):
+        raise InputError(
+            f"{name} must hold class labels in [0, {n_classes}) ({width_name} = {n_classes}), "
+            f"got values from {to_numpy(low).item()} to {to_numpy(high).item()}"
+        )
+    classes = xp.arange(n_classes, device=labels.device)
+    return xp.astype(labels[:, None] == xp.astype(classes, labels.dtype), xp.int32)

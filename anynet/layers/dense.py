@@ -1,0 +1,83 @@
+"""The dense (fully connected) layer: ``y = x @ W.T + b``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._validation import check_positive_int
+from ..random import Initializer, get_initializer
+from ..registry import initializers
+from .base import Layer
+
+__all__ = ["Dense"]
+
+
+@dataclass(frozen=True, init=False)
+class Dense(Layer):
+    """Fully connected layer.
+
+    Parameters
+    ----------
+    units : int
+        Output width ``n_out``.
+    init : str or Initializer
+        ``"xavier"`` (default), ``"he"``, ``"normal"`` or any registered initialiser.
+    init_scale : float, optional
+        Multiplier of the initial weights; default per initialiser (0.01 for normal).
+
+    Parameters it owns: ``W`` of shape ``(n_out, n_in)`` (the tutorial's layout) and
+    ``b`` of shape ``(n_out,)``; L2 regularisation applies to ``W``.
+    """
+
+    units: int
+    # how the weights start does not change what the layer computes: compiled steps
+    # and resume checks compare layers without it
+    initializer: str | Initializer = field(compare=False)
+    init_scale: float | None = field(compare=False)
+
+    param_names: ClassVar[tuple[str, ...]] = ("W", "b")
+    decay: ClassVar[tuple[str, ...]] = ("W",)
+
+    def __init__(
+        self, units: int, init: str | Initializer = "xavier", init_scale: float | None = None
+    ) -> None:
+        check_positive_int(units, "units")
+        get_initializer(init, init_scale)  # fail at construction, not at init
+        object.__setattr__(self, "units", int(units))
+        object.__setattr__(self, "initializer", init)
+        object.__setattr__(self, "init_scale", init_scale)
+
+    def init(self, rng: np.random.Generator, n_in: int) -> tuple[dict[str, np.ndarray], int]:
+        weights = get_initializer(self.initializer, self.init_scale)(rng, n_in, self.units)
+        return {"W": weights, "b": np.zeros(self.units)}, self.units
+
+    def output_width(self, n_in: int) -> int:
+        return self.units
+
+    def shapes(self, n_in):
+        return {"W": (self.units, n_in), "b": (self.units,)}, {}
+
+    def forward(self, params, x, *, xp, train):
+        return xp.matmul(x, params["W"].T) + params["b"], x
+
+    def backward(self, params, cache, dy, *, xp):
+        return xp.matmul(dy, params["W"]), self.backward_params(params, cache, dy, xp=xp)
+
+    def backward_params(self, params, cache, dy, *, xp):
+        return {"W": xp.matmul(dy.T, cache), "b": xp.sum(dy, axis=0)}
+
+    def config(self) -> dict[str, Any]:
+        init = self.initializer
+        if isinstance(init, Initializer):
+            return {
+                "units": self.units,
+                "init": initializers.name_of(init),
+                "init_scale": init.scale if self.init_scale is None else self.init_scale,
+            }
+        return {"units": self.units, "init": init, "init_scale": self.init_scale}
+
+    def describe(self) -> str:
+        return f"Dense({self.units})"

@@ -1,0 +1,120 @@
+"""Residual blocks: ``y = x + f(x)`` for a chain ``f`` of layers (nestable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+from .base import Layer, as_layer, layer_from_record, layer_to_record
+
+__all__ = ["Residual"]
+
+
+def _sub(values: dict[str, Any], index: int) -> dict[str, Any]:
+    prefix = f"{index}."
+    return {key[len(prefix) :]: v for key, v in values.items() if key.startswith(prefix)}
+
+
+@dataclass(frozen=True, init=False)
+class Residual(Layer):
+    """``y = x + f(x)``, ``f`` the layers given, applied in order; ``f`` keeps the width.
+
+    Its parameters and state are its children's, under ``"<index>.<name>"``
+    (the model numbers them network-wide like any other layer's).
+
+    Examples
+    --------
+    >>> from anynet.layers import Dense, LayerNorm, Residual
+    >>> block = Residual(LayerNorm(), Dense(64), "relu", Dense(64))
+    """
+
+    layers: tuple[Layer, ...]
+
+    def __init__(self, *layers: Layer | str) -> None:
+        if not layers:
+            raise InputError("Residual needs at least one layer, got none")
+        resolved = tuple(as_layer(item, f"Residual layers[{i}]") for i, item in enumerate(layers))
+        object.__setattr__(self, "layers", resolved)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(f"{i}.{n}" for i, child in enumerate(self.layers) for n in child.param_names)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(f"{i}.{n}" for i, child in enumerate(self.layers) for n in child.state_names)
+
+    @property
+    def decay(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(f"{i}.{n}" for i, child in enumerate(self.layers) for n in child.decay)
+
+    def children(self) -> tuple[Layer, ...]:
+        return self.layers
+
+    def init(self, rng, n_in):
+        params, width = {}, n_in
+        for index, child in enumerate(self.layers):
+            own, width = child.init(rng, width)
+            params.update({f"{index}.{k}": v for k, v in own.items()})
+        if width != n_in:
+            raise InputError(
+                f"Residual layers must keep the width ({n_in}) so that x + f(x) is defined, "
+                f"got f(x) of width {width}"
+            )
+        return params, n_in
+
+    def init_state(self, rng, n_in):
+        state, width = {}, n_in
+        for index, child in enumerate(self.layers):
+            state.update({f"{index}.{k}": v for k, v in child.init_state(rng, width).items()})
+            width = child.output_width(width)
+        return state
+
+    def shapes(self, n_in):
+        params, state, width = {}, {}, n_in
+        for index, child in enumerate(self.layers):
+            own, own_state = child.shapes(width)
+            params.update({f"{index}.{k}": v for k, v in own.items()})
+            state.update({f"{index}.{k}": v for k, v in own_state.items()})
+            width = child.output_width(width)
+        return params, state
+
+    def forward(self, params, x, *, xp, train):
+        y, cache, _ = self.forward_state(params, {}, x, xp=xp, train=train)
+        return y, cache
+
+    def forward_state(self, params, state, x, *, xp, train):
+        h, caches, new_state = x, [], {}
+        for index, child in enumerate(self.layers):
+            h, cache, child_state = child.forward_state(
+                _sub(params, index), _sub(state, index), h, xp=xp, train=train
+            )
+            caches.append(cache)
+            new_state.update({f"{index}.{k}": v for k, v in child_state.items()})
+        return x + h, caches, new_state
+
+    def backward(self, params, cache, dy, *, xp):
+        grads, dh = {}, dy
+        for index in reversed(range(len(self.layers))):
+            dh, child_grads = self.layers[index].backward(
+                _sub(params, index), cache[index], dh, xp=xp
+            )
+            grads.update({f"{index}.{k}": g for k, g in child_grads.items()})
+        return dy + dh, grads
+
+    def reference(self, params, x, *, xp, train):
+        h = x
+        for index, child in enumerate(self.layers):
+            h = child.reference(_sub(params, index), h, xp=xp, train=train)
+        return x + h
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": [layer_to_record(child) for child in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Residual:
+        return cls(*[layer_from_record(record) for record in config.get("layers", [])])
+
+    def describe(self) -> str:
+        return "Residual(" + ", ".join(child.describe() for child in self.layers) + ")"
