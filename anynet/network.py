@@ -18,6 +18,7 @@ from . import io, training
 from ._validation import (
     check_features,
     check_parameter,
+    check_positive_float,
     check_positive_int,
     check_sizes,
     check_targets,
@@ -30,7 +31,7 @@ from .layers.base import Layer, as_layer, layer_from_record, layer_to_record
 from .layers.dense import Dense
 from .losses import get_loss
 from .model import Model
-from .optimizers import Optimizer
+from .optimizers import Optimizer, get_optimizer
 from .random import make_rng
 from .registry import activations as activation_registry
 from .registry import losses as loss_registry
@@ -461,9 +462,7 @@ class Network:
             The loss became NaN or infinite; the network keeps the parameters of
             the start of the last epoch with a finite loss.
         """
-        opt = training.get_optimizer(
-            optimizer, None if lr is None else training.check_positive_float(lr, "lr")
-        )
+        opt = get_optimizer(optimizer, None if lr is None else check_positive_float(lr, "lr"))
         run_config = training.run_config(opt, batch_size, shuffle, drop_last, schedule)
         start = self._resume(resume, run_config) if resume is not None else None
         if seed is None:
