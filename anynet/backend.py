@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 import re
@@ -221,7 +222,31 @@ class _NumpyNamespace(types.ModuleType):
 
 def _sum(x: np.ndarray, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
     # np.sum's Python wrapper costs about 1.3 us a call on top of the reduction
+    if (
+        axis == 0
+        and x.ndim == 2
+        and dtype is None
+        and not keepdims
+        and x.size <= _DOT_SUM_MAX_SIZE
+        and x.shape[0] <= _DOT_SUM_MAX_ROWS
+        and x.dtype.kind == "f"
+    ):
+        # Summing the rows of a small matrix (a bias gradient) is 3-7 times faster as
+        # ones @ x than as a reduction over the strided axis 0 (6.3 us against 0.9 us
+        # for (400, 4) float64); the row bound keeps BLAS's running sum as accurate.
+        return np.dot(_ones(x.shape[0], x.dtype.str), x)
     return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+_DOT_SUM_MAX_SIZE = 65_536
+_DOT_SUM_MAX_ROWS = 4_096
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(n: int, dtype: str) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 def _max(x: np.ndarray, /, *, axis: Any = None, keepdims: bool = False) -> Any:

@@ -26,6 +26,9 @@ from .layers.base import Layer
 
 __all__ = ["Model"]
 
+#: The parameters of a layer that has none: one shared, never-written dict.
+_NONE: dict = {}
+
 Array = Any
 Params = dict[str, Array]
 
@@ -67,6 +70,7 @@ class Model:
     head: Head
     _slots: tuple[_Slot, ...] = field(init=False, repr=False, compare=False, hash=False)
     _decay: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
+    _plan: tuple = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         slots, decay, number = [], set(), 0
@@ -84,6 +88,10 @@ class Model:
             slots.append(_Slot(tuple(pairs_p), tuple(pairs_s)))
         object.__setattr__(self, "_slots", tuple(slots))
         object.__setattr__(self, "_decay", frozenset(decay))
+        # the per-step loops read this flat plan: no zips, no empty dicts built per step
+        pairs = zip(self.layers, slots, strict=True)
+        plan = tuple((layer, slot.params, slot.state) for layer, slot in pairs)
+        object.__setattr__(self, "_plan", plan)
 
     # -- description ---------------------------------------------------------------
     @property
@@ -160,12 +168,13 @@ class Model:
     ) -> tuple[Array, list, Params]:
         """Logits ``(n, n_outputs)``, per-layer caches and the new layer state."""
         caches, new_state, h = [], {}, x
-        for layer, slot in zip(self.layers, self._slots, strict=True):
-            own = {local: params[key] for local, key in slot.params}
-            if slot.state:
-                own_state = {local: state[key] for local, key in slot.state}
+        for layer, param_pairs, state_pairs in self._plan:
+            own = {local: params[key] for local, key in param_pairs} if param_pairs else _NONE
+            if state_pairs:
+                own_state = {local: state[key] for local, key in state_pairs}
                 h, cache, updated = layer.forward_state(own, own_state, h, xp=xp, train=train)
-                new_state.update({key: updated[local] for local, key in slot.state})
+                for local, key in state_pairs:
+                    new_state[key] = updated[local]
             else:
                 h, cache = layer.forward(own, h, xp=xp, train=train)
             caches.append(cache)
@@ -174,15 +183,21 @@ class Model:
     def backward(self, params: Params, caches: list, dz: Array, *, xp: Any) -> Params:
         """Gradients (network-wide keys) from ``dz = dL/dlogits``."""
         grads: Params = {}
-        last = len(self.layers) - 1
-        for index in range(last, -1, -1):
-            layer, slot = self.layers[index], self._slots[index]
-            own = {local: params[key] for local, key in slot.params}
-            if index == 0:
-                own_grads = layer.backward_params(own, caches[0], dz, xp=xp)
-            else:
+        plan = self._plan
+        for index in range(len(plan) - 1, 0, -1):
+            layer, param_pairs, _ = plan[index]
+            if param_pairs:
+                own = {local: params[key] for local, key in param_pairs}
                 dz, own_grads = layer.backward(own, caches[index], dz, xp=xp)
-            for local, key in slot.params:
+                for local, key in param_pairs:
+                    grads[key] = own_grads[local]
+            else:
+                dz = layer.backward(_NONE, caches[index], dz, xp=xp)[0]
+        layer, param_pairs, _ = plan[0]
+        if param_pairs:  # the first layer's input is the data: no dx
+            own = {local: params[key] for local, key in param_pairs}
+            own_grads = layer.backward_params(own, caches[0], dz, xp=xp)
+            for local, key in param_pairs:
                 grads[key] = own_grads[local]
         return grads
 

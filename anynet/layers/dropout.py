@@ -55,8 +55,8 @@ def hash_uniform(seed: Array, step: Array, n_rows: int, like: Array, *, xp: Any)
     ``seed`` and ``step`` are 0-d int32 arrays; ``like`` gives the shape and device.
     """
     ones = xp.ones_like(like, dtype=xp.int32)
-    rows = xp.cumulative_sum(ones[:, :1], axis=0) - 1  # (n, 1) on like's device
-    cols = xp.cumulative_sum(ones[:1, :], axis=1) - 1  # (1, f)
+    rows = xp.cumulative_sum(ones[:, :1], axis=0, dtype=xp.int32) - 1  # (n, 1), like's device
+    cols = xp.cumulative_sum(ones[:1, :], axis=1, dtype=xp.int32) - 1  # (1, f)
     step_lo, step_hi = _split(step)
     h = _round(seed % P, step_lo, _A)
     h = _round(h, step_hi, _B)
