@@ -114,7 +114,7 @@ def to_own_backend(value: Any, backend: Backend, name: str) -> tuple[Array, bool
             ) from exc
         kind = "numpy"
     if kind == "numpy":
-        return value, backend.name != "numpy"
+        return value, not backend.on_host
     if backend.owns(value):
         return value, False
     raise BackendError(

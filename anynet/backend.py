@@ -98,6 +98,8 @@ class Backend:
     stand_in_devices: tuple[str, ...] = ()
     #: The environment variable that float64 depends on, if any (JAX's 64-bit mode).
     float64_switch: str | None = None
+    #: Whether its arrays are host NumPy arrays (no move needed for host data).
+    on_host: bool = False
 
     def __init__(self, device: Any) -> None:
         self.device = device
@@ -261,6 +263,7 @@ def _matmul(x1: np.ndarray, x2: np.ndarray, /) -> np.ndarray:
 
 class _NumpyBackend(Backend):
     name = "numpy"
+    on_host = True
 
     @staticmethod
     def list_devices() -> list[str]:

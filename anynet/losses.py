@@ -160,8 +160,8 @@ class Loss:
 
     @property
     def name(self) -> str:
-        """The registered name."""
-        return loss_registry.name_of(self)
+        """The registered name, or the class name if it is not registered."""
+        return loss_registry.lookup_name(self) or type(self).__name__
 
     def value(self, p: Array, t: Array, *, xp: Any) -> Array:
         """Mean loss (0-d array)."""

@@ -582,7 +582,10 @@ class Network:
         if self.sizes is not None:
             record.update(
                 sizes=[int(s) for s in self.sizes],
-                activations=self.activations,
+                activations=[
+                    activation_registry.name_of(layer)
+                    for layer in (*self.model.layers[1::2], head.activation)
+                ],
                 loss=loss,
                 init=self.init if isinstance(self.init, str) else str(self.init),
                 init_scale=None if self.init_scale is None else float(self.init_scale),

@@ -97,6 +97,10 @@ class Registry:
             )
         return name
 
+    def lookup_name(self, obj: Any) -> str | None:
+        """The registered name of ``obj``'s class, or None."""
+        return self._names.get(obj if isinstance(obj, type) else type(obj))
+
     def __contains__(self, name: object) -> bool:
         return name in self._classes
 

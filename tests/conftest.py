@@ -42,7 +42,21 @@ def _selected(config: pytest.Config) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: The dtype axis: every test that takes a ``dtype`` argument runs in both, unless it
+#: narrows the axis with ``@pytest.mark.dtypes(...)`` or parametrizes it itself.
+DTYPES = ("float32", "float64")
+
+_MARKERS = (
+    "backends(*names): run only on these backends; the others skip, saying why",
+    "skip_backends(*names, reason): skip on these backends, with the reason",
+    "needs(module, reason=None): skip unless this module imports here",
+    "dtypes(*names): the dtypes this test runs in (default: float32 and float64)",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for line in _MARKERS:
+        config.addinivalue_line("markers", line)
     explicit = _selected(config)
     if explicit:
         for name in explicit:
@@ -67,11 +81,46 @@ def backend_cases(config: pytest.Config) -> list[tuple[str, str | None]]:
     return cases
 
 
+def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
+        if name in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         cases = backend_cases(metafunc.config)
         ids = [name if device is None else f"{name}-{device}" for name, device in cases]
         metafunc.parametrize("backend", cases, ids=ids, indirect=True)
+    if "dtype" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "dtype"):
+        marker = metafunc.definition.get_closest_marker("dtypes")
+        metafunc.parametrize("dtype", marker.args if marker else DTYPES)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Backend-specific skips, declared by markers (see ``_MARKERS``)."""
+    for marker in item.iter_markers("needs"):
+        module = marker.args[0]
+        pytest.importorskip(module, reason=marker.kwargs.get("reason") or f"needs {module}")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    case = params.get("backend")
+    if case is None:
+        return
+    name = case[0]
+    only = item.get_closest_marker("backends")
+    if only is not None and name not in only.args:
+        pytest.skip(f"runs on {list(only.args)} only: {only.kwargs.get('reason', 'by design')}")
+    for marker in item.iter_markers("skip_backends"):
+        if name in marker.args:
+            pytest.skip(marker.kwargs.get("reason", f"not on {name}"))
+    dtype = params.get("dtype")
+    if dtype == "float64":
+        problem = anynet.get_backend(*case).float64_problem()
+        if problem is not None:
+            pytest.skip(f"float64 unavailable on {name} here: {problem}")
 
 
 @pytest.fixture
@@ -112,9 +161,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 red=True,
             )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-@pytest.fixture
-def dtype() -> str:
-    """Numerical tests compare in float64 unless they say otherwise."""
-    return "float64"

@@ -33,7 +33,6 @@ def pair(model: str, backend, init: str = "xavier", seed: int = 4):
 
 
 @pytest.mark.parametrize("init", ["normal", "xavier", "he"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_same_seed_gives_bit_identical_initial_weights(backend, init, dtype):
     reference = an.Network(
         [3, 5, 4, 2], ["tanh", "relu", "softmax"], init=init, seed=11, dtype=dtype, backend="numpy"

@@ -155,8 +155,8 @@ def test_importing_anynet_loads_no_backend_library():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.needs("jax")
 def test_jax_float64_without_x64_explains_how_to_enable_it():
-    pytest.importorskip("jax")
     code = (
         "import anynet\n"
         "try:\n"

@@ -330,9 +330,8 @@ def test_at_least_thirty_kinds_of_bad_input():
     assert len(CASES) >= 30
 
 
+@pytest.mark.skip_backends("numpy", reason="needs a second backend: covered in every other session")
 def test_array_of_another_backend_is_refused_not_copied(backend):
-    if backend.name == "numpy":
-        pytest.skip("needs a second backend: covered in every other backend's session")
     net = an.Network([2, 3, 1], seed=0, backend="numpy")
     X = backend.asarray(X4, "float64")
     with pytest.raises(an.BackendError) as info:
@@ -346,9 +345,10 @@ def test_array_of_another_backend_is_refused_not_copied(backend):
         net.fit(X4, backend.asarray(Y4.astype(float), "float64"), epochs=1)
 
 
+@pytest.mark.backends(
+    "array_api_strict", reason="the backend with two devices on a CPU-only machine"
+)
 def test_array_on_another_device_is_refused(backend):
-    if backend.name != "array_api_strict":
-        pytest.skip("array_api_strict is the backend with two devices on a CPU-only machine")
     other = "device1" if "device1" not in str(backend.device) else "cpu"
     net = an.Network([2, 3, 1], seed=0, backend=backend)
     X = an.get_backend(backend.name, other).asarray(X4, "float32")

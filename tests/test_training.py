@@ -437,11 +437,10 @@ def test_bad_optimizer_arguments(make, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.mark.needs("sklearn")
+@pytest.mark.needs("matplotlib")
+@pytest.mark.skip_backends("array_api_strict", reason="checked on numpy, jax, torch (slow here)")
 def test_digits_example_reaches_97_percent(backend, tmp_path):
-    pytest.importorskip("sklearn")
-    pytest.importorskip("matplotlib")
-    if backend.name == "array_api_strict":
-        pytest.skip("the digits example is checked on numpy, jax, torch (strict is slow here)")
     from test_examples import load_example
 
     digits = load_example("digits")

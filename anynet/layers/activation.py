@@ -53,8 +53,8 @@ class Activation(Layer):
 
     @property
     def name(self) -> str:
-        """The registered name (``"tanh"``)."""
-        return activation_registry.name_of(self)
+        """The registered name (``"tanh"``), or the class name if it is not registered."""
+        return activation_registry.lookup_name(self) or type(self).__name__
 
     def describe(self) -> str:
         return self.name
