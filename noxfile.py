@@ -1,8 +1,9 @@
 """One test session per backend, each installing only that backend; plus lint.
 
-Run everything with ``nox``; one backend with ``nox -s torch``. Each backend
-session runs the whole suite with ``pytest --backend NAME``, which fails if that
-backend does not load or if no test on it passed.
+Run everything with ``nox``; one backend with ``nox -s torch`` (short for
+``nox -s "tests(backend='torch')"``). Each backend session runs the whole suite with
+``pytest --backend NAME``, which fails if that backend does not load or if no test on
+it passed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["tests", "lint"]  # `nox`: every backend, then lint
 
 # The PyTorch release whose CPU wheel installs quickly here; override with
 # ANYNET_TORCH_SPEC (e.g. "torch" for the latest CUDA build).
@@ -45,35 +47,29 @@ def _run_suite(session: nox.Session, backend: str) -> None:
 
 
 @nox.session
-def numpy(session: nox.Session) -> None:
-    """The suite on NumPy (CPU)."""
-    _run_suite(session, "numpy")
+@nox.parametrize("backend", list(BACKEND_PACKAGES))
+def tests(session: nox.Session, backend: str) -> None:
+    """The whole suite on one backend: tests(backend='numpy'), ..., tests(backend='cupy').
 
-
-@nox.session
-def array_api_strict(session: nox.Session) -> None:
-    """The suite on array-api-strict, default device and 'device1' (a stand-in for a GPU)."""
-    _run_suite(session, "array_api_strict")
-
-
-@nox.session
-def jax(session: nox.Session) -> None:
-    """The suite on JAX (x64 enabled for the float64 comparisons)."""
-    _run_suite(session, "jax")
-
-
-@nox.session
-def torch(session: nox.Session) -> None:
-    """The suite on PyTorch (the CPU wheel here; see ANYNET_TORCH_SPEC)."""
-    _run_suite(session, "torch")
-
-
-@nox.session
-def cupy(session: nox.Session) -> None:
-    """The suite on CuPy; skipped where no CUDA device answers."""
-    if shutil.which("nvidia-smi") is None:
+    CuPy skips where no CUDA device answers (no NVIDIA GPU here).
+    """
+    if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no CUDA device answers here (nvidia-smi not found): CuPy needs an NVIDIA GPU")
-    _run_suite(session, "cupy")
+    _run_suite(session, backend)
+
+
+def _alias(backend: str) -> None:
+    """``nox -s numpy`` as a short name for ``nox -s "tests(backend='numpy')"``."""
+
+    def alias(session: nox.Session) -> None:
+        session.notify(f"tests(backend='{backend}')")
+
+    alias.__doc__ = f"Short for tests(backend='{backend}')."
+    nox.session(name=backend, python=False)(alias)
+
+
+for _backend in BACKEND_PACKAGES:
+    _alias(_backend)
 
 
 @nox.session

@@ -246,12 +246,7 @@ def get_optimizer(optimizer: str | Optimizer = "sgd", lr: float | None = None) -
     an object. ``lr``, when given, replaces the optimizer's own learning rate."""
     if isinstance(optimizer, Optimizer):
         return optimizer if lr is None else optimizer.with_lr(lr)
-    if not isinstance(optimizer, str) or optimizer not in optimizer_registry:
-        raise InputError(
-            f"optimizer must be one of {optimizer_registry.names()} or an "
-            f"anynet.optimizers.Optimizer, got {optimizer!r}"
-        )
-    cls = optimizer_registry.get(optimizer)
+    cls = optimizer_registry.get(optimizer, "optimizer")
     return cls() if lr is None else cls(lr=check_positive_float(lr, "lr"))
 
 

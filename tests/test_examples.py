@@ -17,12 +17,18 @@ def load_example(name: str):
     return module
 
 
-def test_flower_reaches_the_tutorials_accuracy(backend, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    flower = load_example("flower")
+def device_args(backend) -> list[str]:
+    """The ``--device`` option that puts an example on the backend's device under test."""
     device = [] if backend.device in ("cpu",) else ["--device", str(backend.device)]
     if backend.name == "array_api_strict" and "device1" in str(backend.device):
         device = ["--device", "device1"]
+    return device
+
+
+def test_flower_reaches_the_tutorials_accuracy(backend, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    flower = load_example("flower")
+    device = device_args(backend)
     accuracy = flower.main(
         [
             "--backend",
@@ -45,3 +51,15 @@ def test_flower_reaches_the_tutorials_accuracy(backend, tmp_path, capsys):
     for picture in ("flower_data.png", "flower_boundary.png"):
         data = (tmp_path / picture).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_residual_mlp_reaches_97_percent_on_digits(backend, capsys):
+    pytest.importorskip("sklearn")
+    residual = load_example("residual")
+    accuracy = residual.main(["--backend", backend.name, *device_args(backend)])
+    assert accuracy >= 0.97
+    out = capsys.readouterr().out
+    assert f"test accuracy: {100 * accuracy:.2f}%" in out
+    for layer in ("Residual(LayerNorm", "Dropout(rate=0.1)", f"backend='{backend.name}'"):
+        assert layer in out
+    assert out.count("val_accuracy") == 5  # every fifth of the 20 epochs

@@ -172,7 +172,8 @@ def layer_from_record(record: Any) -> Layer:
     if name not in layer_registry:
         raise InputError(
             f"layer {name!r} is not registered here: import the code that defines it and call "
-            f"anynet.register_layer({name!r}, TheClass) before loading"
+            f"anynet.register_layer({name!r}, TheClass) before loading "
+            "(anynet.register_activation for an Activation subclass)"
         )
     cls = layer_registry.get(name)
     config = record.get("config") or {}
