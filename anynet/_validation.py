@@ -116,7 +116,7 @@ def to_own_backend(value: Any, backend: Backend, name: str) -> tuple[Array, bool
     if kind == "numpy":
         return value, not backend.on_host
     if backend.owns(value):
-        return value, False
+        return backend.detached(value), False
     raise BackendError(
         f"{name} is {_describe_array(value)} but this network runs on {backend.describe()}; "
         f"anynet does not copy between backends silently: move the network with "
@@ -238,6 +238,7 @@ def check_parameter(
         on_host = True
     else:
         on_host = False
+        value = backend.detached(value)
     xp = array_namespace(value)
     _check_numeric(value, xp, name, allow_bool=True)
     if tuple(value.shape) != shape:

@@ -152,6 +152,13 @@ class Backend:
         A no-op on synchronous backends.
         """
 
+    def detached(self, array: Any) -> Any:
+        """``array`` without autograd history (PyTorch); the array itself elsewhere.
+
+        Inputs and parameters enter anynet through this, so no graph is ever kept.
+        """
+        return array
+
     def float_errors_silenced(self) -> contextlib.AbstractContextManager:
         """Context in which overflow/invalid floating-point warnings are not raised.
 
@@ -460,6 +467,9 @@ class _TorchBackend(Backend):
         if not host.flags.writeable:
             host = host.copy()  # torch warns on read-only memory
         return torch.from_numpy(np.asarray(host, order="C")).to(self.device)  # keeps 0-d
+
+    def detached(self, array: Any) -> Any:
+        return array.detach() if array.requires_grad else array
 
     def synchronize(self, *arrays: Any) -> None:
         torch = _import("torch")

@@ -403,6 +403,7 @@ class Network:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         resume: str | os.PathLike | None = None,
+        allow_changes: Sequence[str] = (),
     ) -> History:
         """Train the network; by default full-batch gradient descent, as the tutorial does.
 
@@ -447,8 +448,15 @@ class Network:
             Continue the run saved in this checkpoint: its parameters, layer state,
             optimizer state, history and epoch are restored and training runs up to
             ``epochs`` in all, visiting the same batches, so an interrupted-then-resumed
-            run ends with the same parameters as an uninterrupted one. The other
-            arguments must match the checkpointed run's.
+            run ends with the same parameters as an uninterrupted one. The checkpoint
+            records what the run depends on (a fingerprint of ``X`` and ``y``: shape,
+            dtype and a hash of a fixed strided sample of rows; the seed, ``batch_size``,
+            ``shuffle``, ``drop_last``, the optimizer and the schedule); anything
+            different, or fewer ``epochs`` than already done, raises InputError.
+        allow_changes : sequence of str
+            With ``resume``: what may differ on purpose, among ``"data"``, ``"seed"``,
+            ``"batch_size"``, ``"shuffle"``, ``"drop_last"``, ``"optimizer"``,
+            ``"schedule"`` (the promise of matching an uninterrupted run is then off).
 
         Returns
         -------
@@ -463,8 +471,15 @@ class Network:
             the start of the last epoch with a finite loss.
         """
         opt = get_optimizer(optimizer, None if lr is None else check_positive_float(lr, "lr"))
+        allowed = training.check_allowed_changes(allow_changes)
+        x = self._inputs(X)
+        t = self._targets(y, x.shape[0])
         run_config = training.run_config(opt, batch_size, shuffle, drop_last, schedule)
-        start = self._resume(resume, run_config) if resume is not None else None
+        if resume is not None or checkpoint is not None:  # a small host read, only then
+            run_config["data"] = training.fingerprint(x, t, self.backend)
+        start = None
+        if resume is not None:
+            start = self._resume(resume, run_config, seed, epochs, allowed)
         if seed is None:
             if start is not None and start.seed is not None:
                 seed = start.seed
@@ -475,8 +490,6 @@ class Network:
             callbacks.append(
                 training.Checkpointer(checkpoint, checkpoint_every, run_config, self._save_run)
             )
-        x = self._inputs(X)
-        t = self._targets(y, x.shape[0])
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -498,7 +511,9 @@ class Network:
     def _save_run(self, path: Any, opt_state: Any, history: History, extra: dict) -> None:
         self.save(path, optimizer_state=opt_state, history=history.to_dict(), extra=extra)
 
-    def _resume(self, path: Any, run_config: dict[str, Any]) -> training.Start:
+    def _resume(
+        self, path: Any, run_config: dict[str, Any], seed: Any, epochs: Any, allowed: frozenset
+    ) -> training.Start:
         """Read a checkpoint written by ``fit(checkpoint=...)`` and check it fits this run."""
         saved = load_checkpoint(path, backend=self.backend)
         fit_info = saved.extra.get("fit") if isinstance(saved.extra, dict) else None
@@ -518,15 +533,26 @@ class Network:
                     f"resume checkpoint {str(path)!r} is for a network with {name} "
                     f"{other!r}, this one has {mine!r}"
                 )
-        for key, value in run_config.items():
-            if key == "schedule" and " at 0x" in str(value):
-                continue  # a plain function: nothing stable to compare
+        wanted = dict(run_config)
+        if seed is not None:
+            wanted["seed"] = seed
+        for key, value in wanted.items():
+            if key in allowed or (key == "schedule" and " at 0x" in str(value)):
+                continue  # asked for, or a plain function: nothing stable to compare
             if fit_info.get(key) != value:
+                what = "different training data" if key == "data" else f"{key}={value!r}"
                 raise InputError(
                     f"resume checkpoint {str(path)!r} was trained with "
-                    f"{key}={fit_info.get(key)!r}, this fit asks for {key}={value!r}: "
-                    "resume with the same settings"
+                    f"{'other data' if key == 'data' else f'{key}={fit_info.get(key)!r}'}, "
+                    f"this fit asks for {what}: resume with the same settings, or pass "
+                    f"allow_changes=({key!r},) to continue on purpose"
                 )
+        done = fit_info["epoch"]
+        if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs < done:
+            raise InputError(
+                f"epochs must be >= {done} (the epochs resume checkpoint {str(path)!r} has "
+                f"already trained; epochs counts the whole run), got {epochs}"
+            )
         self._params, self._state = theirs._params, theirs._state
         return training.Start(
             epoch=fit_info["epoch"],

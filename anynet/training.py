@@ -22,6 +22,7 @@ How the work is laid out, and why:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -411,11 +412,32 @@ def _learning_rates(schedule: Any, base: float, first: int, count: int) -> np.nd
     """The schedule's rates for epochs ``first .. first+count-1``, checked, as float64."""
     if isinstance(schedule, Constant):
         return np.full(count, base)
-    rates = [schedule(base, epoch) for epoch in range(first, first + count)]
-    bad = [v for v in rates if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)]
-    if bad:
-        raise InputError(f"schedule must return finite learning rates >= 0, got {bad[0]!r}")
+    rates = []
+    for epoch in range(first, first + count):
+        rate = _as_rate(schedule(base, epoch), epoch)
+        if not (math.isfinite(rate) and rate >= 0):
+            raise InputError(
+                f"schedule must return finite learning rates >= 0, got {rate!r} at epoch {epoch}"
+            )
+        rates.append(rate)
     return np.asarray(rates, dtype=np.float64)
+
+
+def _as_rate(value: Any, epoch: int) -> float:
+    """A schedule's value as a float: Python or NumPy real numbers, 0-d arrays of any backend."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (str, bytes, bool)) and getattr(value, "shape", None) == ():
+        try:
+            host = np.asarray(to_numpy(value))
+        except (TypeError, ValueError):
+            host = None
+        if host is not None and host.dtype.kind in "iuf":
+            return float(host)
+    raise InputError(
+        f"schedule must return a real number (a Python or NumPy number, or a 0-d array), "
+        f"got {type(value).__name__} {value!r} at epoch {epoch}"
+    )
 
 
 def _logs(
@@ -454,6 +476,39 @@ def run_config(
         "drop_last": bool(drop_last) if isinstance(drop_last, (bool, np.bool_)) else drop_last,
         "schedule": repr(get_schedule(schedule)),
     }
+
+
+#: What ``fit(resume=..., allow_changes=...)`` may name.
+CHANGEABLE = ("data", "seed", "batch_size", "shuffle", "drop_last", "optimizer", "schedule")
+
+
+def check_allowed_changes(allow_changes: Any) -> frozenset[str]:
+    """``allow_changes`` checked: a sequence of names from :data:`CHANGEABLE`."""
+    if isinstance(allow_changes, str) or not isinstance(allow_changes, (list, tuple, set)):
+        raise InputError(
+            f"allow_changes must be a tuple of names from {list(CHANGEABLE)}, got {allow_changes!r}"
+        )
+    unknown = [name for name in allow_changes if name not in CHANGEABLE]
+    if unknown:
+        raise InputError(f"allow_changes must name only {list(CHANGEABLE)}, got {unknown[0]!r}")
+    return frozenset(allow_changes)
+
+
+def fingerprint(x: Array, t: Array, backend: Backend, rows: int = 64) -> str:
+    """A short hash of training data: shapes, dtypes and a fixed strided sample of rows.
+
+    The sample moves to the host (``rows`` rows, not the data); the same data in the
+    same dtype gives the same fingerprint on every backend.
+    """
+    n = x.shape[0]
+    picks = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
+    index = backend.asarray(picks)
+    digest = hashlib.sha256()
+    for array in (x, t):
+        sample = np.ascontiguousarray(to_numpy(backend.xp.take(array, index, axis=0)))
+        digest.update(repr((tuple(array.shape), str(sample.dtype))).encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -525,10 +580,13 @@ def fit(
 
     n = x.shape[0]
     xv, tv = validation if validation is not None else (None, None)
+    if batch_size is not None and drop_last and batch_size > n:
+        raise InputError(
+            f"batch_size must be <= {n} (the number of samples) with drop_last=True, "
+            f"got {batch_size}: no full batch can be formed"
+        )
     if batch_size is not None and batch_size >= n:
         batch_size = None  # one batch holding everything: full batch
-    if batch_size is not None and drop_last and n // batch_size == 0:
-        raise InputError(f"batch_size must be <= {n} with drop_last=True, got {batch_size}")
 
     run = _runner(backend, model, opt, batch_size, drop_last, xv is not None)
     opt_state = opt.init(params, xp=backend.xp)

@@ -32,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=BACKEND_NAMES,
         help="run the numerical tests on this backend (repeatable; default: all available)",
     )
+    parser.addoption(
+        "--device",
+        default=None,
+        help="device of the selected backends (e.g. gpu); default: each backend's own",
+    )
 
 
 def _selected(config: pytest.Config) -> list[str]:
@@ -76,7 +81,7 @@ def backend_cases(config: pytest.Config) -> list[tuple[str, str | None]]:
     """(backend, device) pairs the numerical tests run on."""
     cases: list[tuple[str, str | None]] = []
     for name in config._anynet_backends:
-        cases.append((name, None))
+        cases.append((name, config.getoption("device")))
         cases.extend((name, device) for device in anynet.backend.stand_in_devices(name))
     return cases
 
