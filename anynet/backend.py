@@ -38,6 +38,7 @@ __all__ = [
     "get_backend",
     "set_backend",
     "use_backend",
+    "convert",
     "to_numpy",
 ]
 
@@ -145,6 +146,24 @@ class Backend:
     def _stack(self, values: list) -> Any:
         """Stack 0-d arrays into a 1-d array (the scan's outputs)."""
         return self.xp.stack(values)
+
+    #: Whether compiled functions need fixed shapes (JAX): chunks are then padded to one
+    #: length and :meth:`loop` runs a traced count of steps, so no epoch count recompiles.
+    fixed_shapes: bool = False
+
+    def loop_count(self, count: int) -> Any:
+        """``count`` as :meth:`loop` takes it (a traced array where shapes are fixed)."""
+        return count
+
+    def loop(self, body: Callable, carry: Any, xs: tuple, count: Any) -> tuple[Any, Any]:
+        """:meth:`scan` over the first ``count`` entries of ``xs`` (which may be longer).
+
+        Outputs have ``count`` entries here; on JAX they keep the full length of ``xs``
+        (entries past ``count`` are zeros) so that one compiled loop serves every count.
+        """
+        return self.scan(
+            body, carry, tuple(None if x is None else x[:count, ...] for x in xs), count
+        )
 
     def synchronize(self, *arrays: Any) -> None:
         """Wait until ``arrays`` (and queued device work) are computed; for timing.
@@ -370,6 +389,29 @@ class _JaxBackend(Backend):
 
     def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
         return _import("jax").lax.scan(body, carry, xs, length=length)
+
+    fixed_shapes = True
+
+    def loop_count(self, count: int) -> Any:
+        return _import("jax").numpy.asarray(count, dtype="int32")
+
+    def loop(self, body: Callable, carry: Any, xs: tuple, count: Any) -> tuple[Any, Any]:
+        jax = _import("jax")
+        lax, jnp = jax.lax, jax.numpy
+        length = next(x.shape[0] for x in xs if x is not None)
+        first = tuple(None if x is None else x[0] for x in xs)
+        shapes = jax.eval_shape(lambda c, x: body(c, x)[1], carry, first)
+        outputs = tuple(jnp.zeros((length, *s.shape), s.dtype) for s in shapes)
+
+        def step(index: Any, loop_state: tuple) -> tuple:
+            carry, outputs = loop_state
+            x = tuple(
+                None if a is None else lax.dynamic_index_in_dim(a, index, 0, False) for a in xs
+            )
+            carry, ys = body(carry, x)
+            return carry, tuple(o.at[index].set(y) for o, y in zip(outputs, ys, strict=True))
+
+        return lax.fori_loop(0, count, step, (carry, outputs))
 
     def synchronize(self, *arrays: Any) -> None:
         # JAX dispatches asynchronously: wait on the arrays themselves
@@ -769,14 +811,45 @@ def to_floats(array: Any) -> np.ndarray:
 
 
 def to_numpy(array: Any) -> np.ndarray:
-    """Copy an array of any backend (or a list or scalar) to a NumPy array on the host.
+    """An array of any backend (or a list or scalar) as a NumPy array on the host.
 
     This is the explicit, visible device-to-host transfer; anynet never does it
     silently inside the math.
+
+    Parameters
+    ----------
+    array : array or array_like
+        An array of any backend and device, any shape and dtype, or host data.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same shape, dtype and values. **Zero-copy where the array already lives in
+        host memory**: a NumPy array is returned as it is, a CPU torch tensor as a
+        writable view of its storage (``Tensor.numpy(force=True)``, which also resolves
+        autograd, conjugate and negative views), a CPU JAX array as a read-only view
+        through DLPack. Arrays on a GPU (CuPy, torch, JAX) and array-api-strict arrays
+        are copied.
+
+    Notes
+    -----
+    A shared result stays valid and unchanged when the network it came from trains
+    on: anynet never writes into a parameter or state array (``fit``, ``set_params``
+    and every optimizer replace the arrays), so ``W = to_numpy(net.params["W1"])`` keeps
+    the values it had when it was taken. The converse does not hold: writing into a
+    shared result writes into the network's array. Copy it first
+    (``np.array(to_numpy(a))``) if you mean to modify it.
     """
     kind = backend_of(array)
     if kind == "torch":
+        # torch's own zero-copy path: DLPack would export a negative view's storage
+        # without its sign bit (np.from_dlpack(torch._neg_view(t)) gives t's values)
         return array.numpy(force=True)
+    if kind in ("jax", "cupy") and _dlpack_device(array) == (_DL_CPU, 0):
+        try:
+            return np.from_dlpack(array)  # host memory: a view, no copy
+        except (BufferError, TypeError, ValueError, RuntimeError):
+            pass  # an unsupported dtype or layout: copy below
     if kind == "cupy":
         return array.get()
     if kind == "array_api_strict":
@@ -784,3 +857,123 @@ def to_numpy(array: Any) -> np.ndarray:
         on_cpu = strict.asarray(array, device=strict.Device("CPU_DEVICE"))
         return np.asarray(on_cpu)
     return np.asarray(array)
+
+
+# DLPack device types (dlpack.h): host memory and CUDA device memory.
+_DL_CPU, _DL_CUDA = 1, 2
+#: Backends whose arrays are exchanged through DLPack (array-api-strict's devices are
+#: simulated: its arrays always go through the host).
+_DLPACK_BACKENDS = ("torch", "jax", "cupy")
+_DLPACK_FAILURES = (BufferError, TypeError, ValueError, RuntimeError, NotImplementedError)
+
+
+def _dlpack_device(array: Any) -> tuple[int, int] | None:
+    """``array.__dlpack_device__()`` as two ints, or None where it has none."""
+    try:
+        kind, index = array.__dlpack_device__()
+        return int(kind), int(index)
+    except Exception:  # no DLPack, or a deleted / multi-device buffer
+        return None
+
+
+def _backend_dlpack_device(target: Backend) -> tuple[int, int] | None:
+    """The DLPack ``(device type, index)`` of ``target``'s device; None if unknown."""
+    device = target.device
+    if target.name == "torch":
+        if device.type == "cpu":
+            return _DL_CPU, 0
+        return (_DL_CUDA, device.index or 0) if device.type == "cuda" else None
+    if target.name == "jax":
+        if device.platform == "cpu":
+            return _DL_CPU, 0
+        hardware = getattr(device, "local_hardware_id", None)
+        return (_DL_CUDA, int(hardware)) if device.platform in ("gpu", "cuda") else None
+    if target.name == "cupy":
+        return _DL_CUDA, int(device.id)
+    return None
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def _device_copy(array: Any, target: Backend) -> Any:
+    """A copy of ``array`` (already ``target``'s, on its device) made on that device."""
+    if target.name == "torch":
+        return array.clone()
+    if target.name == "jax":
+        return _import("jax").numpy.array(array, copy=True)
+    with target.device:  # cupy
+        return array.copy()
+
+
+def _same_library(array: Any, target: Backend, copy: bool) -> Any | None:
+    """``array`` moved by its own library to ``target``'s device; None to go through the host."""
+    if target.name == "torch":
+        return array.detach().to(target.device, copy=copy)
+    if target.name == "jax":
+        moved = _import("jax").device_put(array, target.device)
+        return _device_copy(moved, target) if copy else moved
+    if target.owns(array):  # cupy: the same device only; another GPU goes through the host
+        return _device_copy(array, target) if copy else array
+    return None
+
+
+def convert(array: Any, target: Backend | str, *, copy: bool = True) -> Any:
+    """``array`` of any backend as an array of ``target`` (its backend and device).
+
+    The conversion that :meth:`anynet.Network.to` applies to every parameter and state
+    array. Between torch, JAX and CuPy on one device (the CPU, or one GPU) it goes
+    through DLPack (``target.xp.from_dlpack``): the data never leave the device and are
+    never staged through the host. An array of the target's own library moves with that
+    library (``Tensor.to``, ``jax.device_put``). Everything else (NumPy or host data,
+    array-api-strict, another device, a layout or dtype DLPack does not carry) is copied
+    through the host as before: ``target.asarray(to_numpy(array))``. Values are the same
+    bits in every case.
+
+    Parameters
+    ----------
+    array : array or array_like
+        An array of any backend and device, any shape and dtype, or host data (NumPy
+        array, nested list, scalar).
+    target : Backend or str
+        The backend (and device) to convert to; a name means its default device.
+    copy : bool, default True
+        True: the result never shares memory with ``array`` (a copy is made on the
+        target device after DLPack), so in-place writes to either one, by the user or by
+        a library that donates buffers (``jax.jit(..., donate_argnums=...)``), never
+        reach the other. False: the result may share memory with ``array`` (zero-copy
+        where DLPack allows); treat both as read-only then.
+
+    Returns
+    -------
+    array
+        An array of ``target``'s backend on ``target``'s device, with ``array``'s shape,
+        dtype and values.
+    """
+    if not isinstance(target, Backend):
+        target = get_backend(target)
+    if not isinstance(copy, bool):
+        raise InputError(f"copy must be True or False, got {copy!r}")
+    kind = backend_of(array)
+    if kind in _DLPACK_BACKENDS and target.name in _DLPACK_BACKENDS:
+        if kind == "torch":
+            array = array.detach().resolve_conj().resolve_neg()  # views DLPack cannot carry
+        try:
+            if kind == target.name:
+                moved = _same_library(array, target, copy)
+            elif _dlpack_device(array) == _backend_dlpack_device(target):
+                moved = target.xp.from_dlpack(array)
+                if copy:
+                    moved = _device_copy(moved, target)
+            else:
+                moved = None
+        except _DLPACK_FAILURES:
+            moved = None
+        if (
+            moved is not None
+            and target.owns(moved)
+            and _dtype_name(moved.dtype) == _dtype_name(array.dtype)
+        ):
+            return moved
+    return target.asarray(to_numpy(array), copy=copy)

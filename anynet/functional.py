@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from array_api_compat import array_namespace
 
+from ._validation import check_positive_int
 from .errors import InputError
 from .random import make_rng
 
@@ -66,15 +67,41 @@ def _state(model: Model, state: Params | None) -> Params:
 
 
 def apply(
-    model: Model, params: Params, X: Array, *, state: Params | None = None, train: bool = False
+    model: Model,
+    params: Params,
+    X: Array,
+    *,
+    state: Params | None = None,
+    train: bool = False,
+    batch_size: int | None = None,
 ) -> Any:
     """Output activations ``(n_samples, n_outputs)`` of ``X (n_samples, n_features)``.
 
     Returns ``outputs``, or ``(outputs, new_state)`` when ``state`` is given
-    (``train=True``: dropout active, batch norm on batch statistics).
+    (``train=True``: dropout active, batch norm on batch statistics). In evaluation
+    mode, ``batch_size`` rows go through the model at a time (same results, memory
+    bounded by the batch); in training mode the batch is the whole ``X``.
     """
     xp = _namespace(params, X)
-    z, _, new_state = model.forward(params, _state(model, state), X, xp=xp, train=train)
+    own_state = _state(model, state)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    if batch_size is not None and train:
+        raise InputError(
+            "batch_size applies in evaluation mode (train=False): in training mode batch "
+            f"statistics and dropout streams depend on the batch, got batch_size={batch_size!r}"
+        )
+    if batch_size is None or X.shape[0] <= batch_size:
+        z, _, new_state = model.forward(params, own_state, X, xp=xp, train=train)
+    else:
+        n = X.shape[0]
+        parts = [  # slices within bounds: the standard leaves others unspecified
+            model.forward(
+                params, own_state, X[i : min(i + batch_size, n), ...], xp=xp, train=False
+            )[0]
+            for i in range(0, n, batch_size)
+        ]
+        z, new_state = xp.concat(parts, axis=0), own_state
     out = model.head.output(z, xp=xp)
     return out if state is None else (out, new_state)
 

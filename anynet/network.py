@@ -119,6 +119,21 @@ def model_from_architecture(record: dict[str, Any]) -> Model:
     return _dense_model(sizes, record["activations"], record["loss"], record["init"], 0.0)
 
 
+#: Values per layer activation that inference aims at per batch (4 Mi: 16 MiB in float32).
+INFERENCE_BUDGET = 2**22
+
+
+def inference_batch_size(model: Model, batch_size: Any = None) -> int:
+    """Rows per inference batch: ``batch_size`` checked, or by default as many as keep the
+    widest layer's activations within :data:`INFERENCE_BUDGET` values (at least 1).
+
+    So memory for ``predict`` grows with the model, never with the rows scored at once.
+    """
+    if batch_size is not None:
+        return check_positive_int(batch_size, "batch_size")
+    return max(1, INFERENCE_BUDGET // max(model.widths()))
+
+
 class Network:
     """A network whose math runs unchanged on every array backend.
 
@@ -347,28 +362,48 @@ class Network:
             )
         return array
 
-    def _outputs(self, x: Array) -> Array:
+    def _logits(self, x: Array, batch_size: int | None) -> Array:
+        """Evaluation-mode logits ``(n, n_outputs)``, computed ``batch_size`` rows at a time."""
+        size = inference_batch_size(self.model, batch_size)
+        xp, n = self.backend.xp, x.shape[0]
         with self.backend.float_errors_silenced():
-            out = self.model.outputs(self._params, self._state, x, xp=self.backend.xp)
+            parts = [  # slices within bounds: the standard leaves others unspecified
+                self.model.forward(
+                    self._params, self._state, x[start : min(start + size, n), ...], xp=xp,
+                    train=False,
+                )[0]
+                for start in range(0, n, size)
+            ]  # fmt: skip
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+    def _outputs(self, x: Array, batch_size: int | None = None) -> Array:
+        out = self.model.head.output(self._logits(x, batch_size), xp=self.backend.xp)
         return self._finite(out, "output")
 
-    def forward(self, X: Any) -> Array:
+    def forward(self, X: Any, *, batch_size: int | None = None) -> Array:
         """Output activations ``(n_samples, n_outputs)`` for inputs ``X (n_samples, n_features)``.
 
         An array of the network's backend and device, in the network's dtype; evaluation
-        mode (dropout off, batch norm on running statistics).
+        mode (dropout off, batch norm on running statistics). ``batch_size`` rows go
+        through the network at a time (default: as many as keep each layer's activations
+        near 4 Mi values, see :func:`inference_batch_size`); the results are the same.
         """
-        return self._outputs(self._inputs(X))
+        return self._outputs(self._inputs(X), batch_size)
 
-    def _evaluate(self, X: Any, y: Any) -> tuple[Array, Array]:
+    def _evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[Array, Array]:
         x = self._inputs(X)
         t = self._targets(y, x.shape[0])
+        z = self._logits(x, batch_size)
+        xp, head = self.backend.xp, self.model.head
         with self.backend.float_errors_silenced():
-            return self.model.evaluate(self._params, self._state, x, t, xp=self.backend.xp)
+            return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
 
-    def loss(self, X: Any, y: Any) -> float:
-        """Mean loss over the samples (see :mod:`anynet.losses`), in evaluation mode."""
-        return float(to_floats(self._finite(self._evaluate(X, y)[0], "loss")))
+    def loss(self, X: Any, y: Any, *, batch_size: int | None = None) -> float:
+        """Mean loss over the samples (see :mod:`anynet.losses`), in evaluation mode.
+
+        ``batch_size`` as for :meth:`forward`.
+        """
+        return float(to_floats(self._finite(self._evaluate(X, y, batch_size)[0], "loss")))
 
     def gradients(self, X: Any, y: Any) -> dict[str, Array]:
         """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
@@ -562,7 +597,7 @@ class Network:
         )
 
     # -- prediction ------------------------------------------------------------
-    def predict_proba(self, X: Any) -> Array:
+    def predict_proba(self, X: Any, *, batch_size: int | None = None) -> Array:
         """Class probabilities.
 
         Returns
@@ -573,9 +608,11 @@ class Network:
         """
         if not self.is_classifier:
             return self.model.head.predict_proba(None, xp=self.backend.xp)  # raises
-        return self.model.head.predict_proba(self.forward(X), xp=self.backend.xp)
+        return self.model.head.predict_proba(
+            self.forward(X, batch_size=batch_size), xp=self.backend.xp
+        )
 
-    def predict(self, X: Any) -> Array:
+    def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
         """Predictions: labels for classifiers, values for regressors.
 
         Returns
@@ -587,12 +624,17 @@ class Network:
             Integer arrays use the backend's default integer dtype.
         """
         return self.model.head.predict(
-            self.forward(X), xp=self.backend.xp, int_dtype=self.backend.int_dtype
+            self.forward(X, batch_size=batch_size),
+            xp=self.backend.xp,
+            int_dtype=self.backend.int_dtype,
         )
 
-    def score(self, X: Any, y: Any) -> float:
-        """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors)."""
-        return float(to_floats(self._finite(self._evaluate(X, y)[1], "score")))
+    def score(self, X: Any, y: Any, *, batch_size: int | None = None) -> float:
+        """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors).
+
+        ``batch_size`` as for :meth:`forward`.
+        """
+        return float(to_floats(self._finite(self._evaluate(X, y, batch_size)[1], "score")))
 
     # -- saving and moving -----------------------------------------------------
     def architecture(self) -> dict[str, Any]:

@@ -53,6 +53,8 @@ Params = dict[str, Array]
 
 #: Most epochs per runner call (one read-back of the figures per chunk).
 CHUNK = 1000
+#: Most shuffle indices a chunk holds (or four epochs' worth, if more): 16 MiB of int32.
+ORDER_BUDGET = 2**22
 
 _RUNNERS: dict[tuple, Callable] = {}
 
@@ -293,19 +295,21 @@ def _make_runner(
     drop_last: bool,
     with_validation: bool,
 ) -> Callable:
-    """``run(params, opt_state, state, lrs, orders, x, t, xv, tv) -> (params, opt_state,
-    state, figures)``.
+    """``run(params, opt_state, state, lrs, orders, count, x, t, xv, tv) -> (params,
+    opt_state, state, figures)``.
 
-    ``lrs`` is ``(E,)``, ``orders`` ``(E, n)`` sample indices or None (full batch, or
-    no shuffling); ``figures`` is a tuple of ``(E,)`` arrays: loss, and with validation
-    val_loss and val_score. All data is rows-are-samples.
+    Runs the first ``count`` epochs of ``lrs`` (``(E,)``) and ``orders`` (``(E, n)`` int32
+    sample indices, or None: full batch, or no shuffling); ``count`` comes from
+    :meth:`Backend.loop_count`, so on JAX a chunk of any length up to ``E`` reuses one
+    compiled runner. ``figures`` is a tuple of ``(E,)`` arrays (the first ``count`` are
+    meaningful): loss, and with validation val_loss and val_score. Rows-are-samples.
     """
     xp = backend.xp
 
     def step(params, opt_state, state, xb, tb, lr):
         return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp)
 
-    def run(params, opt_state, state, lrs, orders, x, t, xv, tv):
+    def run(params, opt_state, state, lrs, orders, count, x, t, xv, tv):
         n = x.shape[0]
 
         def epoch(carry, inputs):
@@ -345,8 +349,8 @@ def _make_runner(
                 figures += model.evaluate(params, state, xv, tv, xp=xp)
             return (params, opt_state, state), figures
 
-        (params, opt_state, state), figures = backend.scan(
-            epoch, (params, opt_state, state), (lrs, orders), lrs.shape[0]
+        (params, opt_state, state), figures = backend.loop(
+            epoch, (params, opt_state, state), (lrs, orders), count
         )
         return params, opt_state, state, figures
 
@@ -455,14 +459,25 @@ def _logs(
     return logs
 
 
-def _orders(seed: int, first: int, count: int, n: int) -> np.ndarray:
-    """Sample orders of epochs ``first .. first+count-1``: one generator per (seed, epoch)."""
-    return np.stack(
-        [
-            np.random.default_rng([seed, epoch]).permutation(n)
-            for epoch in range(first, first + count)
-        ]
-    )
+def _orders(seed: int, first: int, count: int, n: int, rows: int) -> np.ndarray:
+    """Sample orders of epochs ``first .. first+count-1``: one generator per (seed, epoch).
+
+    ``(rows, n)``, ``rows >= count`` (the tail is padding, never read); int32 where ``n``
+    allows, written in place: no list of permutations, no stacked copy.
+    """
+    dtype = np.int32 if n < 2**31 else np.int64
+    orders = np.zeros((rows, n), dtype=dtype)
+    for row, epoch in enumerate(range(first, first + count)):
+        orders[row] = np.random.default_rng([seed, epoch]).permutation(n)
+    return orders
+
+
+def _chunk_rows(n: int, shuffled: bool) -> int:
+    """Epochs per chunk: :data:`CHUNK`, fewer when a chunk's shuffle orders would pass
+    :data:`ORDER_BUDGET` indices (memory grows with the data, never with epochs)."""
+    if not shuffled:
+        return CHUNK
+    return max(1, min(CHUNK, max(ORDER_BUDGET, 4 * n) // n))
 
 
 def run_config(
@@ -601,13 +616,32 @@ def fit(
         epochs -= initial_epoch
         if epochs <= 0:
             return FitResult(history, opt_state)
-    chunk = 1 if hooks else CHUNK
+    shuffled = batch_size is not None and shuffle
+    rows = _chunk_rows(n, shuffled)  # the runner's fixed chunk shape: never depends on epochs
+    chunk = 1 if hooks else rows
     save_every = checkpointer.every if checkpointer is not None else None
     for hook in hooks:
         hook.on_train_begin(owner)
 
+    def inputs(first: int, count: int) -> tuple[np.ndarray, Any, Any, Any]:
+        """Learning rates (host and device), orders and count of a chunk, padded to ``rows``."""
+        lrs_host = _learning_rates(lr_schedule, opt.lr, first, count)
+        padded = np.zeros(rows) if backend.fixed_shapes else np.zeros(count)
+        padded[:count] = lrs_host
+        orders = None
+        if shuffled:
+            height = rows if backend.fixed_shapes else count
+            orders = backend.asarray(_orders(seed, first, count, n, height))
+        return lrs_host, backend.asarray(padded, dtype), orders, backend.loop_count(count)
+
+    def replay(start: tuple, first: int, count: int) -> tuple:
+        """Run ``count`` epochs from ``start`` again (orders regenerated, not kept)."""
+        _, lrs, orders, steps = inputs(first, count)
+        with backend.float_errors_silenced():
+            return run(*start, lrs, orders, steps, x, t, xv, tv)[:3]
+
     done = 0
-    previous: tuple | None = None  # the previous chunk's start
+    previous: tuple | None = None  # the previous chunk's (start, first epoch, count)
     stop = False
     try:
         while done < epochs and not stop:
@@ -615,24 +649,21 @@ def fit(
             first = initial_epoch + done
             if save_every:  # end chunks where checkpoints fall
                 count = min(count, save_every - first % save_every)
-            lrs_host = _learning_rates(lr_schedule, opt.lr, first, count)
-            lrs = backend.asarray(lrs_host, dtype)
-            orders = None
-            if batch_size is not None and shuffle:
-                orders = backend.asarray(_orders(seed, first, count, n))
-            chunk_start = (params, opt_state, state, lrs, orders)
+            lrs_host, lrs, orders, steps = inputs(first, count)
+            chunk_start = (params, opt_state, state)
             with backend.float_errors_silenced():
                 params, opt_state, state, figures = run(
-                    params, opt_state, state, lrs, orders, x, t, xv, tv
+                    params, opt_state, state, lrs, orders, steps, x, t, xv, tv
                 )
+            del lrs, orders  # nothing of a chunk's inputs outlives it
             # one read-back per chunk; float32 figures are kept at their exact value
-            values = np.stack([to_numpy(f).astype(np.float64) for f in figures], axis=1)
+            values = np.stack([to_numpy(f)[:count].astype(np.float64) for f in figures], axis=1)
             losses = values[:, 0]
             if not np.all(np.isfinite(losses)):
                 bad = int(np.argmin(np.isfinite(losses)))
                 history.loss.extend(losses[:bad].tolist())
-                _diverged(owner, backend, run, chunk_start, previous, bad,
-                          done + initial_epoch, losses[bad], (x, t, xv, tv), history)  # fmt: skip
+                _diverged(owner, replay, (chunk_start, first), previous, bad,
+                          done + initial_epoch, losses[bad], history)  # fmt: skip
             history.loss.extend(values[:, 0].tolist())
             history.lr.extend(lrs_host.tolist())
             if xv is not None:
@@ -644,7 +675,7 @@ def fit(
                 progress.update(first, logs)
                 for hook in hooks:
                     stop = bool(hook.on_epoch_end(first + count - 1, logs[-1], owner)) or stop
-            previous = chunk_start
+            previous = (chunk_start, first, count)
             done += count
             if checkpointer is not None and (
                 (initial_epoch + done) % save_every == 0 or done == epochs or stop
@@ -677,20 +708,16 @@ def _restored_state(fresh: dict[str, Array], saved: Any, backend: Backend) -> di
     return restored
 
 
-def _diverged(owner, backend, run, start, previous, bad, first_epoch, value, data, history):
+def _diverged(owner, replay, start, previous, bad, first_epoch, value, history):
     """Rewind to the start of the last epoch with a finite loss, then raise."""
-    params, opt_state, state, lrs, orders = start
+    (params, opt_state, state), first = start
     if bad == 0 and previous is not None:
-        params, opt_state, state, lrs, orders = previous
-        replay = lrs.shape[0] - 1
+        (params, opt_state, state), first, count = previous
+        replayed = count - 1
     else:
-        replay = max(bad - 1, 0)
-    if replay:
-        with backend.float_errors_silenced():
-            params, opt_state, state, _ = run(
-                params, opt_state, state, lrs[:replay],
-                None if orders is None else orders[:replay, ...], *data,
-            )  # fmt: skip
+        replayed = max(bad - 1, 0)
+    if replayed:
+        params, opt_state, state = replay((params, opt_state, state), first, replayed)
     owner._assign(params, state)
     last_good = first_epoch + bad - 1
     kept = f"epoch {last_good} (the last with a finite loss)" if last_good >= 0 else "its start"
