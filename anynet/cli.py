@@ -123,8 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         "validate",
         help="train one network from identical weights on every backend and compare",
         description="Train the same network from identical initial weights on each backend "
-        "and compare with NumPy: final loss, parameters, predictions, a gradient check and "
-        "the time per epoch. Exit status 0 only when every backend agrees within tolerance.",
+        "and compare with NumPy (anynet.testing.compare_backends): outputs and gradients "
+        "before training, final loss, parameters, predictions, a gradient check and the time "
+        "per epoch. Exit status 0 only when every backend agrees within tolerance.",
         epilog="SPEC is SIZES[:ACTIVATIONS[:LOSS]], e.g. 2-8-8-1:relu,relu,sigmoid.",
     )
     validate.add_argument(
@@ -311,18 +312,22 @@ def parse_spec(text: str) -> tuple[list[int], list[str] | None, str | None]:
     return sizes, activations, loss
 
 
-def _teacher_data(sizes: list[int], head: str, n: int = 256, seed: int = 0):
-    """Inputs and targets drawn from a fixed random network, shaped for ``sizes``."""
+def _teacher_data(sizes: list[int], head: Any, n: int = 256, seed: int = 0):
+    """Inputs and targets drawn from a fixed random network, shaped for ``sizes``.
+
+    Targets as ``head`` (the network's :class:`~anynet.heads.Head`) reads them: for a
+    classifier the labels it predicts from the teacher's logits, else their tanh.
+    """
+    from .backend import get_backend
+
     rng = np.random.default_rng(seed)
     n_in, n_out = sizes[0], sizes[-1]
     X = rng.normal(size=(n, n_in))
     hidden = np.tanh(X @ rng.normal(size=(n_in, 8)))
     logits = hidden @ rng.normal(size=(8, n_out))
-    if head == "sigmoid":
-        labels = (logits > 0).astype(np.int64)
-        return X, labels[:, 0] if n_out == 1 else labels
-    if head == "softmax":
-        return X, np.argmax(logits, axis=1).astype(np.int64)
+    if head.is_classifier:
+        xp = get_backend("numpy").xp
+        return X, np.asarray(head.predict(head.output(logits, xp=xp), xp=xp, int_dtype=np.int64))
     values = np.tanh(logits)
     return X, values[:, 0] if n_out == 1 else values
 
@@ -367,8 +372,10 @@ def _problem(model: str) -> Problem:
             lr=0.5,
             init="he",
         )
+    from .network import Network
+
     sizes, activations, loss = parse_spec(model)
-    head = activations[-1] if activations else ("sigmoid" if sizes[-1] == 1 else "softmax")
+    head = Network(sizes, activations, loss, dtype="float64", backend="numpy").head
     X, y = _teacher_data(sizes, head)
     return Problem(model, sizes, activations, loss, X, y, lr=0.1, init="xavier")
 
@@ -400,70 +407,84 @@ class Outcome:
     problems: str = ""
 
 
-def _compiles(backend: Any) -> bool:
-    """Whether the backend compiles functions (JAX): its ``jit`` is not the identity."""
-
-    def probe() -> None:
-        return None
-
-    return backend.jit(probe) is not probe
-
-
-def _train(net: Any, problem: Problem, epochs: int, lr: float) -> tuple[Any, float]:
-    """Train ``net`` in place; return it and the milliseconds per epoch.
-
-    Where the backend compiles, a copy is trained first, so that the time measured
-    is that of running the compiled code, not of compiling it.
-    """
-    if _compiles(net.backend):
-        net.to(net.backend).fit(problem.X, problem.y, epochs=epochs, lr=lr)
-    start = time.perf_counter()
-    net.fit(problem.X, problem.y, epochs=epochs, lr=lr)
-    net.backend.synchronize(*net.params.values())
-    return net, (time.perf_counter() - start) * 1000 / epochs
-
-
 def _gradient_subset(problem: Problem, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` evenly spaced samples (finite differences are cheap and kink-free on few)."""
     step = max(1, len(problem.X) // n)
     return problem.X[::step][:n], problem.y[::step][:n]
 
 
-def _run_backend(label: str, start: Any, problem: Problem, epochs: int, lr: float) -> dict:
-    """Train a copy of ``start`` on backend ``label``; the host results."""
-    from .backend import to_numpy
-    from .testing import GradientCheckError, _resolve, check_gradients
+def _selected(specs: list[str] | None, dtype: str) -> list[tuple[str, Any, str | None, bool]]:
+    """``(label, backend or None, problem, skipped)`` for each backend asked for.
 
-    backend = _resolve(label)
-    net, ms = _train(start.to(backend), problem, epochs, lr)
-    Xg, yg = _gradient_subset(problem)
-    try:
-        report = check_gradients(net, Xg, yg, max_entries=16)
-    except GradientCheckError as exc:
-        report = exc.report
-    return {
-        "params": {key: to_numpy(value).astype(np.float64) for key, value in net.params.items()},
-        "loss": net.loss(problem.X, problem.y),
-        "predictions": to_numpy(net.predict(problem.X)),
-        "classifier": net.is_classifier,
-        "gradient_error": report.worst,
-        "gradient_ok": report.ok,
-        "ms": ms,
-    }
+    By default every available backend, those that cannot compute in ``dtype`` skipped;
+    explicit ones are never skipped: one that does not load is a failed row.
+    """
+    from .backend import available_backends, get_backend
+    from .testing import _resolve
+
+    chosen: list[tuple[str, Any, str | None, bool]] = []
+    if specs is None:
+        for name in available_backends():
+            try:
+                backend = get_backend(name)
+                backend.dtype(dtype)
+            except Exception as exc:
+                chosen.append((name, None, f"skipped: {exc}", True))
+                continue
+            chosen.append((name, backend, None, False))
+        return chosen
+    for spec in specs:
+        try:
+            chosen.append((spec, _resolve(spec), None, False))
+        except Exception as exc:  # reported as a failed row; the other backends still run
+            chosen.append((spec, None, f"{type(exc).__name__}: {exc}", False))
+    return chosen
 
 
-def _compare(label: str, got: dict, want: dict, dtype: str, rtol: float) -> Outcome:
+def _trained(start: Any, backend: Any, outputs: dict[str, np.ndarray]) -> Any:
+    """``start`` on ``backend`` with the parameters (and state) it reached in training."""
+    net = start.to(backend).set_params({key: outputs[f"fit {key}"] for key in start.params})
+    if start.state:
+        net.set_state({key: outputs[f"fit {key}"] for key in start.state})
+    return net
+
+
+def _compare(
+    label: str,
+    got: dict[str, np.ndarray],
+    want: dict[str, np.ndarray],
+    start: Any,
+    gradient: Any,
+    ms: float,
+    dtype: str,
+    rtol: float,
+    before: list[str],
+) -> Outcome:
+    """One backend's row from its outputs of :func:`anynet.testing.compare_backends`.
+
+    ``got``/``want`` are the backend's and the reference's host outputs, ``gradient`` the
+    backend's :class:`~anynet.testing.GradientReport` after training, ``before`` the
+    outputs before training that the comparison found out of tolerance.
+    """
+    from .backend import get_backend
     from .testing import GRADIENT_RTOL
 
-    diffs = [np.max(np.abs(got["params"][k] - want["params"][k])) for k in want["params"]]
-    scales = [max(np.max(np.abs(want["params"][k])), 1e-300) for k in want["params"]]
+    keys = list(start.params)
+    diffs = [np.max(np.abs(got[f"fit {k}"] - want[f"fit {k}"])) for k in keys]
+    scales = [max(np.max(np.abs(want[f"fit {k}"])), 1e-300) for k in keys]
     rel = max(float(d / s) for d, s in zip(diffs, scales, strict=True))
-    loss_rel = abs(got["loss"] - want["loss"]) / max(abs(want["loss"]), 1e-300)
-    if got["classifier"]:
-        agreement = float(np.mean(got["predictions"] == want["predictions"]))
+    loss, reference_loss = float(got["fit final loss"]), float(want["fit final loss"])
+    loss_rel = abs(loss - reference_loss) / max(abs(reference_loss), 1e-300)
+    xp = get_backend("numpy").xp
+    predicted, expected = (
+        np.asarray(start.head.predict(outputs["fit forward"], xp=xp, int_dtype=np.int64))
+        for outputs in (got, want)
+    )
+    if start.is_classifier:
+        agreement = float(np.mean(predicted == expected))
     else:
-        bound = rtol * max(1.0, float(np.max(np.abs(want["predictions"]))))
-        agreement = float(np.mean(np.abs(got["predictions"] - want["predictions"]) <= bound))
+        bound = rtol * max(1.0, float(np.max(np.abs(expected))))
+        agreement = float(np.mean(np.abs(predicted - expected) <= bound))
     minimum = 1.0 if dtype == "float64" else 0.99
     problems = []
     if not rel <= rtol:
@@ -472,42 +493,63 @@ def _compare(label: str, got: dict, want: dict, dtype: str, rtol: float) -> Outc
         problems.append("loss")
     if not agreement >= minimum:
         problems.append("predictions")
-    if not got["gradient_ok"]:
+    if not gradient.ok:
         problems.append(f"gradients (> {GRADIENT_RTOL[dtype]:g})")
+    if before:
+        problems.append(f"before training ({', '.join(before)})")
     return Outcome(
         backend=label,
-        loss=float(got["loss"]),
+        loss=loss,
         max_param_diff=float(max(diffs)),
         param_rel_diff=rel,
         loss_rel_diff=float(loss_rel),
         prediction_agreement=agreement,
-        gradient_error=float(got["gradient_error"]),
-        gradient_ok=bool(got["gradient_ok"]),
-        ms_per_epoch=float(got["ms"]),
+        gradient_error=float(gradient.worst),
+        gradient_ok=bool(gradient.ok),
+        ms_per_epoch=ms,
         ok=not problems,
         problems=", ".join(problems),
     )
 
 
-def _selected(specs: list[str] | None, dtype: str) -> list[tuple[str, str | None]]:
-    """(label, reason-to-skip) for each backend to run; explicit ones are never skipped."""
-    from .backend import available_backends, get_backend
+def _outcome(
+    label: str,
+    backend: Any,
+    comparison: Any,
+    start: Any,
+    problem: Problem,
+    epochs: int,
+    dtype: str,
+    rtol: float,
+) -> Outcome:
+    """The row of ``backend`` (labelled ``label``) in ``comparison``, after a gradient check
+    of the network it trained."""
+    from .testing import GradientCheckError, _label, check_gradients
 
-    if specs is not None:
-        return [(spec, None) for spec in specs]
-    chosen = []
-    for name in available_backends():
-        try:
-            get_backend(name).dtype(dtype)
-            chosen.append((name, None))
-        except Exception as exc:
-            chosen.append((name, str(exc)))
-    return chosen
+    key = _label(backend)
+    reference = comparison.reference
+    rows = [row for row in comparison.rows if row.backend == key and key != reference]
+    crashed = [row for row in rows if row.output == "(run)"]
+    if crashed:
+        return Outcome(label, problems=crashed[0].note.removeprefix("raised "))
+    got = comparison.outputs[key]
+    Xg, yg = _gradient_subset(problem)
+    try:
+        gradient = check_gradients(_trained(start, backend, got), Xg, yg, max_entries=16)
+    except GradientCheckError as exc:
+        gradient = exc.report
+    except Exception as exc:  # reported as a failed row; the other backends still run
+        return Outcome(label, problems=f"{type(exc).__name__}: {exc}")
+    before = [row.output for row in rows if not row.ok and not row.output.startswith("fit ")]
+    ms = comparison.fit_times[key] * 1000 / epochs
+    want = comparison.outputs[reference]
+    return _compare(label, got, want, start, gradient, ms, dtype, rtol, before)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from .backend import get_backend
     from .network import Network
-    from .testing import TRAINING_RTOL
+    from .testing import TRAINING_RTOL, _describe, compare_backends
 
     problem = _problem(args.model)
     lr = problem.lr if args.lr is None else args.lr
@@ -522,26 +564,40 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         backend="numpy",
     )
-    reference = _run_backend("numpy", start, problem, args.epochs, lr)
-    outcomes = [_compare("numpy", reference, reference, args.dtype, rtol)]
-    outcomes[0].backend = "numpy (reference)"
-    for label, skip in _selected(_backend_specs(args.backends), args.dtype):
-        if label == "numpy":
+    numpy = get_backend("numpy")
+    selected = [
+        entry
+        for entry in _selected(_backend_specs(args.backends), args.dtype)
+        if entry[1] is not numpy
+    ]
+    runs = list({id(entry[1]): entry[1] for entry in selected if entry[1] is not None}.values())
+    # every backend trains a copy of start, bit for bit, on the same data
+    comparison = compare_backends(
+        start,
+        problem.X,
+        problem.y,
+        backends=runs,
+        reference=numpy,
+        epochs=args.epochs,
+        lr=lr,
+        rtol=rtol,
+    )
+    reference = _outcome("numpy", numpy, comparison, start, problem, args.epochs, args.dtype, rtol)
+    reference.backend = "numpy (reference)"
+    outcomes = [reference]
+    for label, backend, note, skipped in selected:
+        if backend is None:
+            outcomes.append(Outcome(label, ok=skipped, skipped=skipped, problems=note or ""))
             continue
-        if skip is not None:
-            outcomes.append(Outcome(label, ok=True, skipped=True, problems=f"skipped: {skip}"))
-            continue
-        try:
-            got = _run_backend(label, start, problem, args.epochs, lr)
-        except Exception as exc:  # reported as a failed row; the other backends still run
-            outcomes.append(Outcome(label, problems=f"{type(exc).__name__}: {exc}"))
-            continue
-        outcomes.append(_compare(label, got, reference, args.dtype, rtol))
+        outcomes.append(
+            _outcome(label, backend, comparison, start, problem, args.epochs, args.dtype, rtol)
+        )
     ok = all(outcome.ok for outcome in outcomes)
     summary = {
         "model": problem.name,
+        "network": _describe(start),
         "sizes": start.sizes,
-        "activations": start.activations,
+        "activations": start.activations if start.sizes is not None else None,
         "loss": start.loss_name,
         "dtype": args.dtype,
         "epochs": args.epochs,
@@ -586,9 +642,8 @@ def _print_validation(summary: dict, outcomes: list[Outcome]) -> None:
 
     tol = summary["tolerances"]
     print(
-        f"validate: {summary['model']} {summary['sizes']} {','.join(summary['activations'])} "
-        f"{summary['loss']}, {summary['dtype']}, {summary['epochs']} epochs, lr {summary['lr']}, "
-        f"seed {summary['seed']}"
+        f"validate: {summary['model']} {summary['network']}, {summary['dtype']}, "
+        f"{summary['epochs']} epochs, lr {summary['lr']}, seed {summary['seed']}"
     )
     print(
         f"pass: parameters and loss within rtol {tol['param_rtol']:g} of numpy "

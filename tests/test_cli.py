@@ -151,6 +151,7 @@ def test_validate_catches_a_backend_whose_tanh_is_off(backend, monkeypatch, caps
     out = capsys.readouterr().out
     assert status == 1
     assert f"{spec(backend)}: disagrees in parameters" in out
+    assert "before training (forward, gradients[W1]" in out  # rows of the agreement API
     assert "FAILED: some backends disagree" in out
     row = next(line for line in out.splitlines() if line.startswith(spec(backend) + " "))
     assert row.split()[-1] == "FAILED"
@@ -163,6 +164,35 @@ def test_validate_catches_a_wrong_derivative(monkeypatch, capsys):
     (row,) = summary["results"]
     assert row["gradient_ok"] is False and row["gradient_error"] > 1e-3
     assert "gradients" in row["problems"]
+
+
+def test_validate_reports_what_the_agreement_api_measured(backend, monkeypatch, capsys):
+    """validate runs compare_backends over a Network; its rows are that comparison's."""
+    import anynet.testing
+
+    calls = []
+    real = anynet.testing.compare_backends
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs, real(*args, **kwargs)))
+        return calls[-1][2]
+
+    monkeypatch.setattr(anynet.testing, "compare_backends", spy)
+    status, summary = validate_json(capsys, "--backends", spec(backend), "--epochs", "7")
+    assert status == 0, summary
+    ((args, kwargs, comparison),) = calls
+    net, X, _ = args
+    assert isinstance(net, an.Network) and kwargs["epochs"] == 7 and kwargs["lr"] == 1.2
+    np.testing.assert_array_equal(X, an.datasets.planar_flower()[0])
+    assert summary["network"] == "[2, 4, 1] tanh,sigmoid binary_crossentropy"
+    labels = [comparison.reference, *comparison.backends]
+    assert len(summary["results"]) == len(labels)
+    for row, label in zip(summary["results"], labels, strict=True):
+        outputs = comparison.outputs[label]
+        assert row["loss"] == float(outputs["fit final loss"])
+        assert row["ms_per_epoch"] == pytest.approx(comparison.fit_times[label] * 1000 / 7)
+        reference = comparison.outputs[comparison.reference]["fit W1"]
+        assert row["max_param_diff"] >= float(np.max(np.abs(outputs["fit W1"] - reference)))
 
 
 def test_validate_float32_uses_float32_tolerances(capsys):

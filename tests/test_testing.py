@@ -267,6 +267,35 @@ def test_compare_backends_on_a_network(backend):
     assert result.outputs[label]["fit loss"].shape == (5,)
     np.testing.assert_array_equal(an.to_numpy(net.params["W1"]), before)  # not trained
     assert not np.array_equal(result.outputs["numpy"]["fit W1"], before)
+    # the trained network's outputs and loss, recomputed here from its parameters
+    assert outputs[-2:] == ["fit forward", "fit final loss"]
+    trained = net.to("numpy").set_params({k: result.outputs[label][f"fit {k}"] for k in net.params})
+    np.testing.assert_allclose(
+        result.outputs[label]["fit forward"], an.to_numpy(trained.forward(X))
+    )
+    assert float(result.outputs[label]["fit final loss"]) == pytest.approx(trained.loss(X, y))
+    assert set(result.fit_times) == {"numpy", label}
+    assert all(0 < result.fit_times[key] <= result.times[key] for key in result.fit_times)
+
+
+def test_compare_backends_on_a_sequential_network_with_state(backend):
+    from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm
+
+    layers = [Dense(5), BatchNorm(), "tanh", Dropout(0.2), LayerNorm(), Dense(1), "sigmoid"]
+    net = an.Sequential(layers, inputs=2, seed=0, dtype="float64")
+    assert sorted(net.state) == ["mean2", "rng3", "var2"]
+    X, y = an.datasets.planar_flower(n=40)
+    result = compare_backends(net, X, y, backends=[case(backend)], epochs=4, lr=0.5)
+    assert result.ok, str(result)
+    label = result.backends[0]
+    outputs = {row.output for row in result.rows if row.backend == label}
+    assert {f"fit {key}" for key in [*net.params, *net.state]} <= outputs
+    trained = result.outputs[label]
+    assert not np.array_equal(trained["fit mean2"], np.zeros(5))  # running statistics moved
+    assert trained["fit rng3"][1] == 4  # one dropout step per full-batch epoch
+    report = check_gradients(net, X[:12], y[:12], max_entries=4)
+    assert report.network.startswith("[Dense(5), BatchNorm(momentum=0.9, eps=1e-05), tanh")
+    assert report.network.endswith("-> sigmoid + binary_crossentropy")
 
 
 def test_float32_comparison_uses_float32_tolerances(backend):

@@ -57,7 +57,10 @@ class Activation(Layer):
         return activation_registry.lookup_name(self) or type(self).__name__
 
     def describe(self) -> str:
-        return self.name
+        config = self.config()
+        if not config:
+            return self.name
+        return self.name + "(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"
 
 
 @dataclass(frozen=True)
