@@ -16,14 +16,14 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["tests", "lint"]  # `nox`: every backend, then lint
+nox.options.sessions = ["tests", "onnx", "lint"]  # `nox`: every backend, ONNX, lint
 
 # The PyTorch release whose CPU wheel installs quickly here; override with
 # ANYNET_TORCH_SPEC (e.g. "torch" for the latest CUDA build).
 TORCH_SPEC = os.environ.get("ANYNET_TORCH_SPEC", "torch==2.13.0")
 
 BACKEND_PACKAGES = {
-    "numpy": [],
+    "numpy": ["dask[array]", "distributed"],  # Dask inference is tested once, on NumPy
     "array_api_strict": ["array-api-strict"],
     "jax": ["jax[cpu]"],
     "torch": [TORCH_SPEC],
@@ -70,6 +70,14 @@ def _alias(backend: str) -> None:
 
 for _backend in BACKEND_PACKAGES:
     _alias(_backend)
+
+
+@nox.session
+def onnx(session: nox.Session) -> None:
+    """The ONNX export (extra anynet[onnx]: ndonnx, onnx, onnxruntime), checked by onnxruntime."""
+    session.install("-e", ".[onnx]", *TEST_TOOLS)
+    env = {"JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
+    session.run("pytest", "--backend", "numpy", "tests/test_onnx.py", *session.posargs, env=env)
 
 
 @nox.session

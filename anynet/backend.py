@@ -220,6 +220,11 @@ class Backend:
             array = array.astype(dtype, copy=False)
         return self._from_host(array)
 
+    def __reduce__(self) -> tuple:
+        # a backend travels (pickle, Dask workers) as its name and device: the
+        # namespace module it holds cannot be pickled, and the receiver resolves its own
+        return (get_backend, (self.name, _device_text(self.device)))
+
     def describe(self) -> str:
         """Human-readable ``"name (device)"``."""
         return f"{self.name} ({_device_text(self.device)})"

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import io, training
+from ._dask import compute as dask_compute
+from ._dask import is_dask_array, map_rows
 from ._validation import (
     check_features,
     check_parameter,
@@ -388,14 +390,40 @@ class Network:
         through the network at a time (default: as many as keep each layer's activations
         near 4 Mi values, see :func:`inference_batch_size`); the results are the same.
         """
+        if is_dask_array(X):
+            return map_rows(
+                X, lambda rows: self.forward(rows, batch_size=batch_size), self.model.inputs,
+                self.model.n_outputs, np.dtype(self.dtype),
+            )  # fmt: skip
         return self._outputs(self._inputs(X), batch_size)
 
     def _evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[Array, Array]:
+        if is_dask_array(X) or is_dask_array(y):
+            return self._evaluate_dask(X, y, batch_size)
         x = self._inputs(X)
         t = self._targets(y, x.shape[0])
         z = self._logits(x, batch_size)
         xp, head = self.backend.xp, self.model.head
         with self.backend.float_errors_silenced():
+            return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
+
+    def _evaluate_dask(self, X: Any, y: Any, batch_size: int | None) -> tuple[Array, Array]:
+        """Loss and score of Dask inputs: logits blockwise, then one host computation on the
+        ``(n_samples, n_outputs)`` logits and targets (never on the whole of ``X``)."""
+        if is_dask_array(X):
+            z = map_rows(
+                X, lambda rows: self._logits(self._inputs(rows), batch_size), self.model.inputs,
+                self.model.n_outputs, np.dtype(self.dtype),
+            ).compute()  # fmt: skip
+        else:
+            z = to_numpy(self._logits(self._inputs(X), batch_size))
+        host = get_backend("numpy")
+        t = check_targets(
+            dask_compute(y), self.model.head, z.shape[0], host, self.dtype, "y",
+            self._width_names[1],
+        )  # fmt: skip
+        xp, head = host.xp, self.model.head
+        with host.float_errors_silenced():
             return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
 
     def loss(self, X: Any, y: Any, *, batch_size: int | None = None) -> float:
@@ -608,6 +636,14 @@ class Network:
         """
         if not self.is_classifier:
             return self.model.head.predict_proba(None, xp=self.backend.xp)  # raises
+        if is_dask_array(X):
+            columns = self.model.head.predict_proba(
+                np.zeros((1, self.model.n_outputs), dtype=self.dtype), xp=np
+            ).shape[1]
+            return map_rows(
+                X, lambda rows: self.predict_proba(rows, batch_size=batch_size),
+                self.model.inputs, columns, np.dtype(self.dtype),
+            )  # fmt: skip
         return self.model.head.predict_proba(
             self.forward(X, batch_size=batch_size), xp=self.backend.xp
         )
@@ -623,6 +659,14 @@ class Network:
             otherwise the output values, ``(n_samples,)`` for one output.
             Integer arrays use the backend's default integer dtype.
         """
+        if is_dask_array(X):
+            sample = self.model.head.predict(
+                np.zeros((1, self.model.n_outputs), dtype=self.dtype), xp=np, int_dtype=np.int64
+            )
+            return map_rows(
+                X, lambda rows: self.predict(rows, batch_size=batch_size), self.model.inputs,
+                None if sample.ndim == 1 else sample.shape[1], sample.dtype,
+            )  # fmt: skip
         return self.model.head.predict(
             self.forward(X, batch_size=batch_size),
             xp=self.backend.xp,
