@@ -225,6 +225,15 @@ class Backend:
         # namespace module it holds cannot be pickled, and the receiver resolves its own
         return (get_backend, (self.name, _device_text(self.device)))
 
+    def __copy__(self) -> Backend:
+        # copy.copy is a real copy (tests swap a copy's namespace), not the cached instance
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo: dict) -> Backend:
+        return self.__copy__()  # the namespace module and device object are shared
+
     def describe(self) -> str:
         """Human-readable ``"name (device)"``."""
         return f"{self.name} ({_device_text(self.device)})"
