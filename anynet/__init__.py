@@ -16,6 +16,7 @@ from . import (
     layers,
     losses,
     optimizers,
+    plot,
     random,
     testing,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "load_checkpoint",
     "losses",
     "optimizers",
+    "plot",
     "random",
     "register_activation",
     "register_initializer",

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -165,7 +164,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=10000)
     train.add_argument("--lr", type=_positive_float, help="learning rate (default per dataset)")
     train.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
-    train.add_argument("--out", default="boundary.png", help="PNG file for the boundary picture")
+    train.add_argument(
+        "--out",
+        default="boundary.png",
+        help="picture of the boundary, in an existing folder; its extension (.png, .pdf, "
+        ".svg, ...) is the format",
+    )
     train.add_argument("--no-plot", action="store_true", help="do not draw the picture")
     train.set_defaults(run=_cmd_train)
     return parser
@@ -701,63 +705,18 @@ def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
     }[name]()
 
 
-def _plot_boundary(net: Any, X: np.ndarray, y: np.ndarray, title: str, path: str) -> None:
-    """Draw the decision regions and the data; write the PNG atomically."""
+def _plot_module() -> Any:
+    """:mod:`anynet.plot`, once matplotlib is known to import (else a CliError saying how)."""
+    from . import plot
+
     try:
-        figure_module = importlib.import_module("matplotlib.figure")
-        agg = importlib.import_module("matplotlib.backends.backend_agg")
+        importlib.import_module("matplotlib.figure")
     except ImportError as exc:
         raise CliError(
-            f"drawing the boundary needs matplotlib ({exc}): pip install matplotlib, "
+            f"drawing the boundary needs matplotlib ({exc}): pip install anynet[plot], "
             "or pass --no-plot"
         ) from exc
-    from .backend import to_numpy
-
-    pad = 0.5
-    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 300)
-    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 300)
-    xx, yy = np.meshgrid(xs, ys)
-    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    zz = to_numpy(net.predict(grid)).reshape(xx.shape)
-    classes = int(max(y.max(), zz.max())) + 1
-    figure = figure_module.Figure(figsize=(6, 5))
-    agg.FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    levels = np.arange(classes + 1) - 0.5
-    ax.contourf(xx, yy, zz, levels=levels, cmap="Spectral", alpha=0.4, vmin=0, vmax=classes - 1)
-    ax.scatter(
-        X[:, 0],
-        X[:, 1],
-        c=y,
-        s=20,
-        cmap="Spectral",
-        edgecolors="k",
-        linewidths=0.3,
-        vmin=0,
-        vmax=classes - 1,
-    )
-    ax.set_title(title)
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    _save_atomically(figure, path)
-
-
-def _save_atomically(figure: Any, path: str) -> None:
-    """Write ``figure`` as PNG to ``path``: a temporary file in the same folder, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".anynet-", suffix=".png.tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=100, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    return plot
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -778,6 +737,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     lr = defaults["lr"] if args.lr is None else args.lr
     if args.seed < 0:
         raise CliError(f"--seed must be >= 0, got {args.seed}")
+    plot = None
+    if not args.no_plot:  # refuse an unwritable --out before training, not after
+        plot = _plot_module()
+        plot.check_figure_path(args.out, name="--out")
     backend = get_backend(args.backend, args.device)
     net = Network(
         sizes,
@@ -797,8 +760,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"epoch {epoch}: loss {history.loss[epoch]:.6f}")
     accuracy = net.score(X, y)
     print(f"final loss {net.loss(X, y):.6f}, training accuracy {accuracy:.2%} ({seconds:.2f} s)")
-    if not args.no_plot:
+    if plot is not None:
         title = f"{args.data}, {'-'.join(map(str, sizes))} on {backend.name}: {accuracy:.1%}"
-        _plot_boundary(net, X, y, title, args.out)
+        plot.save_figure(plot.decision_boundary(net, X, y, title=title), args.out)
         print(f"saved {args.out}")
     return EXIT_OK

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from collections.abc import Sequence
 
 import matplotlib
@@ -22,7 +21,6 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display needed
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 import anynet as an
 
@@ -55,20 +53,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def save_figure(fig: plt.Figure, path: str) -> None:
-    """Write ``fig`` to ``path`` atomically: a temporary file in the same folder, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+    """Write ``fig`` to ``path`` atomically (:func:`anynet.plot.save_figure`), then close it."""
     try:
-        umask = os.umask(0)  # mkstemp creates 0600; give the PNG ordinary permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        an.plot.save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -124,22 +111,15 @@ def main(argv: Sequence[str] | None = None) -> float:
     accuracy = float(net.score(X, y))
     print(f"training accuracy: {100 * accuracy:.2f}%")
 
-    pad = 1.0
-    x_min, x_max = X[:, 0].min() - pad, X[:, 0].max() + pad
-    y_min, y_max = X[:, 1].min() - pad, X[:, 1].max() + pad
-    xx, yy = np.meshgrid(np.linspace(x_min, x_max, 400), np.linspace(y_min, y_max, 400))
-    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)  # (160000, 2) float64
-    zz = an.to_numpy(net.predict(grid)).reshape(xx.shape)
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    class_colors = [plt.cm.Spectral(0.0), plt.cm.Spectral(1.0)]  # as the scatter's 0 and 1
-    ax.contourf(xx, yy, zz, levels=[-0.5, 0.5, 1.5], colors=class_colors, alpha=0.4)
-    ax.scatter(X[:, 0], X[:, 1], c=y, s=40, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.3)
-    ax.set_title(
-        f"Decision boundary, {n_h} hidden units ({backend.name}): {100 * accuracy:.2f}% correct"
+    fig = an.plot.decision_boundary(
+        net,
+        X,
+        y,
+        resolution=400,
+        pad=1.0,
+        title=f"Decision boundary, {n_h} hidden units ({backend.name}): "
+        f"{100 * accuracy:.2f}% correct",
     )
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
     boundary_png = os.path.join(args.out, "flower_boundary.png")
     save_figure(fig, boundary_png)
     print(f"saved {boundary_png}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -296,6 +297,7 @@ def test_validate_subprocess(backend):
 def test_train_saves_the_boundary(backend, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the picture needs matplotlib")
     out = tmp_path / "pictures" / "boundary.png"
+    out.parent.mkdir()
     args = ["train", "--epochs", "300", "--out", str(out), "--backend", backend.name]
     if backend is not an.get_backend(backend.name):
         args += ["--device", spec(backend).split(":", 1)[1]]
@@ -311,6 +313,31 @@ def test_train_other_datasets(data, capsys):
     assert main(["train", "--data", data, "--epochs", "50", "--no-plot"]) == 0
     accuracy = float(capsys.readouterr().out.split("training accuracy ")[1].split("%")[0])
     assert 0 <= accuracy <= 100
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "missing/boundary.png",
+            "--out must be in an existing folder, got '.*missing/boundary.png'",
+        ),
+        ("boundary.bmp", r"--out must end in a format matplotlib writes \(.*\.png.*\), got"),
+    ],
+)
+def test_train_refuses_an_unwritable_out_before_training(tmp_path, capsys, name, message):
+    pytest.importorskip("matplotlib", reason="the picture needs matplotlib")
+    assert main(["train", "--epochs", "5", "--out", str(tmp_path / name)]) == 2
+    captured = capsys.readouterr()
+    assert re.search(message, captured.err) and "epoch 0" not in captured.out
+    assert os.listdir(tmp_path) == []
+
+
+def test_train_writes_the_format_of_the_extension(tmp_path):
+    pytest.importorskip("matplotlib", reason="the picture needs matplotlib")
+    out = tmp_path / "boundary.svg"
+    assert main(["train", "--epochs", "5", "--out", str(out)]) == 0
+    assert b"<svg" in out.read_bytes()[:400]
 
 
 def test_train_keeps_the_old_picture_when_writing_fails(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,463 @@
+"""anynet.sklearn: scikit-learn's own estimator checks, model selection, accuracy against
+scikit-learn's MLP, and array API dispatch on the backend under test."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import anynet as an
+from anynet.testing import assert_on_backend
+
+try:
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+except ImportError:  # the checks below then skip through their `needs` marker
+    parametrize_with_checks = None
+
+needs_sklearn = pytest.mark.needs("sklearn", reason="anynet.sklearn needs scikit-learn")
+
+# Short runs emit scikit-learn's ConvergenceWarning ("Stochastic Optimizer: Maximum
+# iterations (N) reached ..."); test_max_iter_warns_as_scikit_learn checks it is raised.
+pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer. Maximum iterations")
+
+
+@pytest.fixture(autouse=True)
+def _scipy_array_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scikit-learn refuses array_api_dispatch (and skips its array API checks) unless
+    SCIPY_ARRAY_API=1; it reads the variable when dispatch is switched on."""
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+
+
+def _estimators():
+    from anynet.sklearn import MLPClassifier, MLPRegressor
+
+    return MLPClassifier, MLPRegressor
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)
+
+
+def _blobs(n=120, centers=3, seed=0):
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=n, centers=centers, n_features=4, random_state=seed)
+    return (X - X.mean(0)) / X.std(0), y
+
+
+# -- optional dependency -------------------------------------------------------------------
+
+
+def test_import_anynet_imports_neither_sklearn_nor_matplotlib():
+    code = (
+        "import sys, anynet; print(sorted({'sklearn', 'matplotlib', 'scipy'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_import_without_sklearn_says_how_to_install(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delitem(sys.modules, "anynet.sklearn", raising=False)
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn -> ImportError
+    with pytest.raises(ImportError, match=r"pip install anynet\[sklearn\]"):
+        importlib.import_module("anynet.sklearn")
+
+
+# -- scikit-learn's estimator checks -------------------------------------------------------
+
+#: Checks of scikit-learn's suite that cannot apply, with the reason (scikit-learn's
+#: documented expected-failure mechanism, ``expected_failed_checks``). None is needed
+#: today: every check of the installed scikit-learn passes for both estimators,
+#: including the array API ones (with the torch / array-api-strict checks running in
+#: those backends' sessions).
+EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {"MLPClassifier": {}, "MLPRegressor": {}}
+
+
+def _expected_failed_checks(estimator) -> dict[str, str]:
+    return EXPECTED_FAILED_CHECKS[type(estimator).__name__]
+
+
+def _estimator_checks():
+    if parametrize_with_checks is None:
+        return pytest.mark.parametrize(
+            "estimator, check", [pytest.param(None, None, marks=needs_sklearn)]
+        )
+    classifier, regressor = _estimators()
+    # few epochs keep the ~100 checks of each estimator at a few seconds
+    estimators = [classifier(max_iter=50), regressor(max_iter=50)]
+    return parametrize_with_checks(
+        estimators, expected_failed_checks=_expected_failed_checks, xfail_strict=True
+    )
+
+
+@needs_sklearn
+@_estimator_checks()
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# -- model selection -----------------------------------------------------------------------
+
+
+@needs_sklearn
+def test_pipeline_in_grid_search_picks_the_best_cross_validated_candidate():
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    MLPClassifier, _ = _estimators()
+    X, y = _iris()
+    pipe = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("mlp", MLPClassifier(learning_rate_init=0.01, max_iter=60, random_state=0)),
+        ]
+    )
+    grid = {"mlp__hidden_layer_sizes": [(4,), (16,)], "mlp__alpha": [1e-4, 1.0]}
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    search = GridSearchCV(pipe, grid, cv=cv).fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    # the reported score of the winner is what an independent cross-validation gives
+    best = clone(pipe).set_params(**search.best_params_)
+    assert search.best_score_ == pytest.approx(cross_val_score(best, X, y, cv=cv).mean(), abs=1e-12)
+    assert search.best_score_ == pytest.approx(max(search.cv_results_["mean_test_score"]))
+    assert search.best_score_ > 0.9
+    assert search.score(X, y) > 0.9  # refit on everything
+    assert search.best_estimator_.named_steps["mlp"].network_.sizes[1:-1] == list(
+        search.best_params_["mlp__hidden_layer_sizes"]
+    )
+
+
+@needs_sklearn
+def test_cross_val_score_is_the_accuracy_of_each_fold():
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_val_score
+
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    clf = MLPClassifier((8,), learning_rate_init=0.01, max_iter=40, random_state=1)
+    cv = KFold(4, shuffle=True, random_state=0)
+    scores = cross_val_score(clf, X, y, cv=cv)
+    expected = []
+    for train, test in cv.split(X):
+        fitted = clone(clf).fit(X[train], y[train])
+        expected.append(np.mean(fitted.predict(X[test]) == y[test]))
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-15)
+    assert scores.mean() > 0.9
+
+
+# -- accuracy ------------------------------------------------------------------------------
+
+
+@needs_sklearn
+def test_digits_and_iris_accuracy_as_good_as_scikit_learns_mlp():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier as Reference
+    from sklearn.preprocessing import StandardScaler
+
+    MLPClassifier, _ = _estimators()
+    for X, y, hidden, floor in (
+        (*load_digits(return_X_y=True), (64,), 0.95),
+        (*_iris(), (16,), 0.9),
+    ):
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.25, stratify=y, random_state=0
+        )
+        scaler = StandardScaler().fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+        settings = dict(hidden_layer_sizes=hidden, learning_rate_init=0.01, max_iter=60)
+        ours = MLPClassifier(random_state=0, **settings).fit(X_train, y_train)
+        theirs = Reference(random_state=0, **settings).fit(X_train, y_train)
+        accuracy = ours.score(X_test, y_test)
+        assert accuracy == np.mean(ours.predict(X_test) == y_test)
+        assert accuracy >= floor
+        assert accuracy >= theirs.score(X_test, y_test) - 0.03
+
+
+@needs_sklearn
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_labels_of_any_kind_and_probabilities(n_classes):
+    MLPClassifier, _ = _estimators()
+    X, codes = _blobs(centers=n_classes)
+    names = np.array(["cat", "dog", "emu"])[codes]  # strings, not in sorted order of codes
+    clf = MLPClassifier((8,), learning_rate_init=0.02, max_iter=80, random_state=0).fit(X, names)
+    assert list(clf.classes_) == sorted(set(names))
+    assert clf.out_activation_ == ("logistic" if n_classes == 2 else "softmax")
+    assert clf.network_.n_outputs == (1 if n_classes == 2 else n_classes)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), n_classes) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert np.all(proba >= 0)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba, rtol=1e-12)
+    # the probabilities are the network's, columns in classes_ order
+    raw = an.to_numpy(clf.network_.forward(X))
+    expected = np.concatenate([1 - raw, raw], axis=1) if n_classes == 2 else raw
+    np.testing.assert_allclose(proba, expected, rtol=1e-14)
+    predicted = clf.predict(X)
+    assert predicted.dtype == names.dtype
+    np.testing.assert_array_equal(predicted, clf.classes_[np.argmax(proba, axis=1)])
+    assert clf.score(X, names) == np.mean(predicted == names) > 0.95
+
+
+@needs_sklearn
+def test_one_class_is_refused():
+    MLPClassifier, _ = _estimators()
+    X, _ = _blobs()
+    with pytest.raises(ValueError, match=r"y must hold at least 2 classes, got 1 class"):
+        MLPClassifier(max_iter=2).fit(X, np.zeros(len(X)))
+
+
+@needs_sklearn
+def test_linear_regressor_finds_least_squares_and_multi_output():
+    _, MLPRegressor = _estimators()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    W = np.array([[1.0, -2.0], [0.5, 0.0], [-1.5, 3.0]])
+    Y = X @ W + np.array([0.3, -0.7]) + 0.01 * rng.normal(size=(300, 2))
+    reg = MLPRegressor(
+        (), alpha=0.0, learning_rate_init=0.05, max_iter=400, tol=0.0, n_iter_no_change=50,
+        random_state=0,
+    ).fit(X, Y)  # fmt: skip
+    design = np.concatenate([X, np.ones((300, 1))], axis=1)
+    solution = np.linalg.lstsq(design, Y, rcond=None)[0]
+    np.testing.assert_allclose(reg.coefs_[0], solution[:3], atol=2e-3)
+    np.testing.assert_allclose(reg.intercepts_[0], solution[3], atol=2e-3)
+    assert reg.predict(X).shape == (300, 2)
+    one = MLPRegressor((8,), max_iter=20, random_state=0).fit(X, Y[:, 0])
+    assert one.predict(X).shape == (300,) and one.n_outputs_ == 1
+    from sklearn.metrics import r2_score
+
+    assert reg.score(X, Y) == pytest.approx(r2_score(Y, reg.predict(X)), abs=1e-15)
+    assert reg.score(X, Y) > 0.999
+
+
+# -- training semantics --------------------------------------------------------------------
+
+
+@needs_sklearn
+def test_partial_fit_continues_the_optimizer_like_one_longer_fit():
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    settings = dict(hidden_layer_sizes=(8,), shuffle=False, random_state=0, batch_size=50)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        MLPClassifier(**settings).partial_fit(X, y)
+    stepwise = MLPClassifier(**settings)
+    for _ in range(3):
+        stepwise.partial_fit(X, y, classes=[0, 1, 2])
+    at_once = MLPClassifier(max_iter=3, **settings).fit(X, y)  # the fit engine, one call
+    assert stepwise.n_iter_ == at_once.n_iter_ == 3 and stepwise.t_ == 3 * len(X)
+    np.testing.assert_allclose(stepwise.loss_curve_, at_once.loss_curve_, rtol=1e-12)
+    for key, value in at_once.network_.params.items():
+        np.testing.assert_allclose(stepwise.network_.params[key], value, rtol=1e-11, atol=1e-14)
+    with pytest.raises(ValueError, match="y has classes not in classes_"):
+        stepwise.partial_fit(X, y + 5)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        stepwise.set_params(early_stopping=True).partial_fit(X, y)
+
+
+@needs_sklearn
+def test_warm_start_continues_and_cold_start_starts_over():
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    clf = MLPClassifier((8,), max_iter=5, random_state=0, tol=0.0, n_iter_no_change=100)
+    first = clf.fit(X, y).loss_curve_[:]
+    assert clf.fit(X, y).loss_curve_ == first  # cold: the same run again
+    clf.set_params(warm_start=True).fit(X, y)
+    assert clf.n_iter_ == 10 and clf.loss_curve_[:5] == first
+    assert clf.loss_curve_[5] < first[0]
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same"):
+        clf.fit(X, np.where(y == 2, 1, y))
+
+
+@needs_sklearn
+def test_early_stopping_keeps_the_best_validation_epoch():
+    from sklearn.model_selection import train_test_split
+
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs(n=300, seed=3)
+    clf = MLPClassifier(
+        (8,), early_stopping=True, validation_fraction=0.2, n_iter_no_change=5,
+        learning_rate_init=0.01, max_iter=200, random_state=7,
+    ).fit(X, y)  # fmt: skip
+    assert clf.best_loss_ is None and len(clf.validation_scores_) == clf.n_iter_ < 200
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    # the held-out split, rebuilt independently: the kept weights score the best there
+    _, val = train_test_split(np.arange(300), test_size=0.2, random_state=7, stratify=y)
+    assert clf.score(X[val], y[val]) == pytest.approx(clf.best_validation_score_, abs=1e-12)
+
+
+@needs_sklearn
+def test_max_iter_warns_as_scikit_learn():
+    from sklearn.exceptions import ConvergenceWarning
+
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached") as caught:
+        MLPClassifier(max_iter=3).fit(X, y)
+    assert caught[0].filename == __file__  # attributed to the caller of fit
+
+
+@needs_sklearn
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (
+            {"hidden_layer_sizes": (4, 0)},
+            r"hidden_layer_sizes\[1\] must be a positive integer, got 0",
+        ),
+        (
+            {"hidden_layer_sizes": "4"},
+            "hidden_layer_sizes must be a positive integer or a sequence",
+        ),
+        (
+            {"activation": "softplus"},
+            r"activation must be one of \[.*'logistic'.*\], got 'softplus'",
+        ),
+        ({"activation": "softmax"}, "activation must be a hidden-layer activation, got 'softmax'"),
+        ({"solver": "lbfgs"}, r"solver must be one of \[.*'adam'.*'sgd'\], got 'lbfgs'"),
+        ({"alpha": -1.0}, r"alpha must be a number in \[0.0, inf\), got -1.0"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        (
+            {"learning_rate_init": 0.0},
+            r"learning_rate_init must be a number in \(0.0, inf\), got 0.0",
+        ),
+        ({"max_iter": 0}, "max_iter must be an integer >= 1, got 0"),
+        ({"shuffle": "yes"}, "shuffle must be True or False, got 'yes'"),
+        ({"momentum": 1.5}, r"momentum must be a number in \[0.0, 1.0\), got 1.5"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \(0.0, 1.0\)"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change must be an integer >= 1, got 0"),
+        ({"dtype": "float16"}, "dtype must be None, 'float32' or 'float64', got 'float16'"),
+        ({"random_state": -1}, "random_state must be None, a non-negative integer or a"),
+        ({"backend": "tensorflow"}, r"backend must be one of \[.*\], got 'tensorflow'"),
+    ],
+)
+def test_bad_hyperparameters_are_named_at_fit(params, message):
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _blobs(n=30)
+    for cls in (MLPClassifier, MLPRegressor):
+        estimator = cls(**{"max_iter": 1, **params})  # __init__ only stores
+        assert estimator.get_params()[next(iter(params))] == next(iter(params.values()))
+        with pytest.raises(ValueError, match=message):
+            estimator.fit(X, y)
+
+
+@needs_sklearn
+@pytest.mark.parametrize(
+    "solver, state_key", [("sgd", "velocity.W1"), ("adam", "m.W1"), ("nesterov", "velocity.W1"),
+                          ("adamw", "m.W1")],
+)  # fmt: skip
+def test_solvers_are_anynet_optimizers(solver, state_key):
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    clf = MLPClassifier((8,), solver=solver, learning_rate_init=0.05, max_iter=30, random_state=0)
+    assert clf.fit(X, y).score(X, y) > 0.9
+    assert state_key in clf.network_.optimizer_state
+
+
+@needs_sklearn
+def test_random_state_is_the_seed_and_alpha_the_l2_penalty_per_batch():
+    """One full-batch SGD step from anynet's own network with that seed, worked by hand:
+    ``W <- W - lr * (dL/dW + alpha / n * W)``, biases without the penalty."""
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs(n=60)
+    lr, alpha = 0.1, 0.3
+    clf = MLPClassifier(
+        (5,), activation="tanh", solver="sgd", momentum=0.0, alpha=alpha, learning_rate_init=lr,
+        batch_size=60, max_iter=1, shuffle=False, random_state=4,
+    ).fit(X, y)  # fmt: skip
+    net = an.Network([4, 5, 3], ["tanh", "softmax"], init="xavier", seed=4, dtype="float64")
+    grads = net.gradients(X, y)
+    assert clf.loss_curve_ == [pytest.approx(net.loss(X, y), rel=1e-14)]
+    for key, value in net.params.items():
+        penalty = alpha / 60 * value if key in net.model.decay_keys else 0.0
+        np.testing.assert_allclose(
+            clf.network_.params[key], value - lr * (grads[key] + penalty), rtol=1e-13, atol=1e-15
+        )
+
+
+# -- backends and array API dispatch ---------------------------------------------------------
+
+
+def _reference(cls, X, y, **settings):
+    """The same estimator fitted on NumPy without dispatch: the values to agree with."""
+    return cls(backend="numpy", **settings).fit(X, y)
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+def test_array_api_dispatch_returns_the_inputs_namespace_and_device(backend, dtype):
+    import sklearn
+
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _blobs()
+    Y = np.stack([X[:, 0] - X[:, 1], X[:, 2]], axis=1)
+    Xb, yb, Yb = backend.asarray(X, dtype), backend.asarray(y), backend.asarray(Y, dtype)
+    settings = dict(hidden_layer_sizes=(8,), learning_rate_init=0.02, max_iter=15, random_state=0)
+    clf_ref, reg_ref = _reference(MLPClassifier, X, y, **settings), None
+    reg_ref = _reference(MLPRegressor, X, Y, **settings)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MLPClassifier(**settings).fit(Xb, yb)
+        reg = MLPRegressor(**settings).fit(Xb, Yb)
+        assert clf.network_.backend is backend and reg.network_.backend is backend
+        results = {
+            "predict": (clf.predict(Xb), clf_ref.predict(X)),
+            "predict_proba": (clf.predict_proba(Xb), clf_ref.predict_proba(X)),
+            "predict_log_proba": (clf.predict_log_proba(Xb), clf_ref.predict_log_proba(X)),
+            "regress": (reg.predict(Xb), reg_ref.predict(X)),
+            "coefs_": (clf.coefs_[0], clf_ref.coefs_[0]),
+        }
+        for name, (got, want) in results.items():
+            assert_on_backend(got, backend)
+            assert tuple(got.shape) == want.shape, name
+            np.testing.assert_allclose(an.to_numpy(got), want, rtol=1e-9, atol=1e-12, err_msg=name)
+        assert an.to_numpy(results["predict"][0]).dtype == y.dtype
+        assert clf.score(Xb, yb) == pytest.approx(clf_ref.score(X, y), abs=1e-12)
+        assert isinstance(clf.score(Xb, yb), float)
+        np.testing.assert_allclose(clf.loss_curve_, clf_ref.loss_curve_, rtol=1e-9)
+        if not backend.on_host:  # NumPy input after a fit on another namespace is refused
+            with pytest.raises(ValueError, match=r"MLPClassifier.predict\(\) must use the same"):
+                clf.predict(X)
+
+
+@needs_sklearn
+def test_explicit_backend_takes_and_returns_numpy_without_dispatch(backend):
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    settings = dict(hidden_layer_sizes=(8,), learning_rate_init=0.02, max_iter=15, random_state=0)
+    device = None if backend.device == an.get_backend(backend.name).device else backend.device
+    clf = MLPClassifier(backend=backend.name, device=device, dtype="float32", **settings)
+    clf.fit(X, y)
+    assert clf.network_.backend is backend and clf.network_.dtype == "float32"
+    proba = clf.predict_proba(X)
+    assert isinstance(proba, np.ndarray) and proba.dtype == np.float32
+    reference = _reference(MLPClassifier, X.astype(np.float32), y, **settings)
+    np.testing.assert_allclose(proba, reference.predict_proba(X), rtol=2e-4, atol=1e-6)
+    with an.use_backend(backend.name, backend.device):  # the default backend is followed
+        assert MLPClassifier(**settings).fit(X, y).network_.backend is backend
+
+
+@needs_sklearn
+def test_pickled_estimator_predicts_the_same_on_its_backend(backend):
+    MLPClassifier, _ = _estimators()
+    X, y = _blobs()
+    device = None if backend.device == an.get_backend(backend.name).device else backend.device
+    clf = MLPClassifier((8,), max_iter=5, random_state=0, backend=backend.name, device=device)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    clone = pickle.loads(pickle.dumps(clf.fit(X, y)))
+    assert clone.network_.backend is backend
+    np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))
+    assert clone.loss_curve_ == clf.loss_curve_ and clone.get_params() == clf.get_params()
+    clone.partial_fit(X, y)  # the optimizer state travelled too
+    clf.partial_fit(X, y)
+    np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))
