@@ -1,13 +1,17 @@
 """Save and load networks: one ``.npz`` file, no pickle, atomic writes.
 
-A checkpoint holds a network's architecture (sizes, activations, loss, dtype,
-init, init_scale, seed), its parameters in the network's dtype, and optionally
-an optimizer state, a training history and a JSON-able ``extra`` dict. A model
-saved from any backend loads on any other with bit-identical parameters, on a
-machine where the saving backend is not even installed.
+A checkpoint holds a network's architecture (for ``Network(sizes, activations)``:
+sizes, activations, loss, dtype, init, init_scale, seed; for ``Sequential``: inputs,
+the layers as ``{"type": registered name, "config": {...}}`` records, the output
+activation, loss, dtype, seed), its parameters in the network's dtype, its layer
+state, and optionally an optimizer state, a training history and a JSON-able
+``extra`` dict. A model saved from any backend loads on any other with
+bit-identical parameters, on a machine where the saving backend is not even
+installed. This module reads and writes these plain records; it never builds a
+network (:func:`anynet.load` does, from :func:`read`'s :class:`Record`).
 
-File format (``format_version`` 1)
-----------------------------------
+File format (``format_version`` 2; version 1 files, without layer state, still load)
+------------------------------------------------------------------------------------
 A zip archive written by :func:`numpy.savez` (members stored uncompressed), read
 back with ``np.load(..., allow_pickle=False)``. Its members are ``.npy`` arrays:
 
@@ -18,6 +22,9 @@ back with ``np.load(..., allow_pickle=False)``. Its members are ``.npy`` arrays:
     and ``history`` (lists of ``{"name", "member"}`` or null) and ``extra``.
 ``params/W1``, ``params/b1``, ...
     The parameters, shaped as in :attr:`anynet.Network.params`, in the network's dtype.
+``state/mean2``, ``state/rng3``, ...
+    The layer state (:attr:`anynet.Network.state`): floats in the network's dtype,
+    random streams as int32.
 ``optimizer/0``, ``optimizer/1``, ...
     Optimizer state arrays (any boolean, integer or float dtype and shape); their
     names (``"step"``, ``"m.W1"``, ...) are in the metadata.
