@@ -42,6 +42,7 @@ from .errors import (
 from .io import save
 from .model import Model
 from .network import Checkpoint, Network, Sequential, load, load_checkpoint
+from .onnx import export_onnx
 from .registry import (
     register_activation,
     register_initializer,
@@ -49,9 +50,8 @@ from .registry import (
     register_loss,
     register_optimizer,
 )
+from ._version import __version__
 from .training import Callback, EarlyStopping, History
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKEND_NAMES",
@@ -74,6 +74,7 @@ __all__ = [
     "available_backends",
     "backend_of",
     "datasets",
+    "export_onnx",
     "functional",
     "get_backend",
     "heads",
