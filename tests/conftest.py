@@ -15,6 +15,10 @@ import os
 # Tests compare float64 results on JAX too. This is the test session's choice,
 # made before anything imports jax; anynet itself never flips the switch.
 os.environ.setdefault("JAX_ENABLE_X64", "1")
+# On GPUs, float32 matmuls default to TF32 (10-bit mantissas) in cuBLAS and JAX: the
+# float32 tolerances assume full float32 products, so the tests pin them (no effect on CPU).
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 import pytest
 
