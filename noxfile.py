@@ -1,9 +1,10 @@
-"""One test session per backend, each installing only that backend; plus lint.
+"""One test session per backend, each installing only that backend; plus lint, docs, typecheck.
 
 Run everything with ``nox``; one backend with ``nox -s torch`` (short for
 ``nox -s "tests(backend='torch')"``). Each backend session runs the whole suite with
 ``pytest --backend NAME``, which fails if that backend does not load or if no test on
-it passed.
+it passed. ``nox -s docs`` builds the documentation into ``site/`` and runs every Python
+block of its pages; ``nox -s typecheck`` runs mypy over ``anynet/``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["tests", "onnx", "lint"]  # `nox`: every backend, ONNX, lint
+# `nox`: every backend, ONNX, JAX over several devices and processes, lint, the documentation
+# (site and examples), types
+nox.options.sessions = ["tests", "onnx", "jax_multidevice", "lint", "docs", "typecheck"]
 
 # The PyTorch release whose CPU wheel installs quickly here; override with
 # ANYNET_TORCH_SPEC (e.g. "torch" for the latest CUDA build).
@@ -40,10 +43,14 @@ TEST_TOOLS = [
 ]
 
 
-def _run_suite(session: nox.Session, backend: str) -> None:
+#: Test files that run in a session of their own, not in tests(backend=...) as well.
+OWN_SESSION = {"jax": ["tests/test_parallel.py"]}  # jax_multidevice
+
+
+def _run_suite(session: nox.Session, backend: str, *args: str) -> None:
     session.install("-e", ".", *TEST_TOOLS, *BACKEND_PACKAGES[backend])
     env = {"JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
-    session.run("pytest", "--backend", backend, *session.posargs, env=env)
+    session.run("pytest", "--backend", backend, *args, *session.posargs, env=env)
 
 
 @nox.session
@@ -55,7 +62,7 @@ def tests(session: nox.Session, backend: str) -> None:
     """
     if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no CUDA device answers here (nvidia-smi not found): CuPy needs an NVIDIA GPU")
-    _run_suite(session, backend)
+    _run_suite(session, backend, *(f"--ignore={path}" for path in OWN_SESSION.get(backend, [])))
 
 
 def _alias(backend: str) -> None:
@@ -81,8 +88,35 @@ def onnx(session: nox.Session) -> None:
 
 
 @nox.session
+def jax_multidevice(session: nox.Session) -> None:
+    """Data parallel on JAX: 4 simulated CPU devices, 2 jax.distributed processes.
+
+    Runs tests/test_parallel.py; each multi-device check starts its own Python, since JAX
+    fixes its device count at startup.
+    """
+    _run_suite(session, "jax", *OWN_SESSION["jax"])
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff==0.17.6")  # pinned: a new release must not turn CI red
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation: ``mkdocs build --strict`` into site/, then every ```python block
+    of docs/*.md runs (docs/run_snippets.py; ``nox -s docs -- docs/layers.md`` runs one page)."""
+    session.install("-e", ".[docs]", "pytest")
+    env = {"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
+    session.run("mkdocs", "build", "--strict", env=env)
+    session.run("python", "docs/run_snippets.py", *session.posargs, env=env)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over anynet/ (settings in pyproject.toml's [tool.mypy])."""
+    session.install("-e", ".[plot]", "mypy==2.4.1")  # pinned: a new release must not turn CI red
+    session.run("mypy", *session.posargs)

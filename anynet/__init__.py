@@ -20,6 +20,7 @@ from . import (
     random,
     testing,
 )
+from ._version import __version__
 from .backend import (
     BACKEND_NAMES,
     Backend,
@@ -50,7 +51,6 @@ from .registry import (
     register_loss,
     register_optimizer,
 )
-from ._version import __version__
 from .training import Callback, EarlyStopping, History
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "Network",
     "NumericalError",
     "Sequential",
+    "__version__",
     "activations",
     "available_backends",
     "backend_of",

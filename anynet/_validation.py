@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -39,8 +39,12 @@ def check_sizes(sizes: Any) -> list[int]:
     return [int(size) for size in sizes]
 
 
+@overload
+def check_positive_int(value: Any, name: str, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_positive_int(value: Any, name: str, *, allow_none: bool) -> int | None: ...
 def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
-    """A positive integer (bools refused)."""
+    """A positive integer (bools refused); None passes when ``allow_none``."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -66,7 +70,7 @@ def check_fraction(value: Any, name: str) -> float:
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
-        or not 0 <= value < 1
+        or not 0 <= float(value) < 1
     ):
         raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)

@@ -2,6 +2,7 @@
 
 ::
 
+    anynet --version
     anynet backends [--json]
     anynet validate [--backends NAME ...] [--dtype float64|float32]
                     [--model flower|digits|SPEC] [--epochs N] [--lr LR] [--json]
@@ -36,6 +37,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from ._version import __version__
 
 __all__ = ["main", "parse_spec"]
 
@@ -107,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="anynet",
         description="anynet: one neural-network math, every array backend.",
     )
+    parser.add_argument("--version", action="version", version=f"anynet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     backends = commands.add_parser(
@@ -316,7 +320,9 @@ def parse_spec(text: str) -> tuple[list[int], list[str] | None, str | None]:
     return sizes, activations, loss
 
 
-def _teacher_data(sizes: list[int], head: Any, n: int = 256, seed: int = 0):
+def _teacher_data(
+    sizes: list[int], head: Any, n: int = 256, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets drawn from a fixed random network, shaped for ``sizes``.
 
     Targets as ``head`` (the network's :class:`~anynet.heads.Head`) reads them: for a

@@ -6,6 +6,8 @@ so that a user can fix the call without reading anynet's source.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AnynetError",
     "InputError",
@@ -41,7 +43,18 @@ class NumericalError(AnynetError, FloatingPointError):
 
 
 class DivergenceError(NumericalError):
-    """Training produced a non-finite loss; the network keeps its last finite parameters."""
+    """Training produced a non-finite loss; the network keeps its last finite parameters.
+
+    Attributes
+    ----------
+    params : dict
+        Those last finite parameters, as set on the network (when ``fit`` raised it).
+    history : History
+        The run's history up to the epoch before the loss stopped being finite.
+    """
+
+    params: dict[str, Any]
+    history: Any
 
 
 class CheckpointError(AnynetError, ValueError):

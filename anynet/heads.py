@@ -127,14 +127,14 @@ class BinaryHead(Head):
     is_classifier: ClassVar[bool] = True
     default_loss: ClassVar[str] = "binary_crossentropy"
 
-    def score(self, a, t, *, xp):
+    def score(self, a: Array, t: Array, *, xp: Any) -> Array:
         return xp.mean(xp.astype(xp.astype(a > 0.5, a.dtype) == t, a.dtype))
 
-    def predict(self, a, *, xp, int_dtype):
+    def predict(self, a: Array, *, xp: Any, int_dtype: Any) -> Array:
         labels = xp.astype(a > 0.5, int_dtype)
         return labels[:, 0] if self.n_outputs == 1 else labels
 
-    def predict_proba(self, a, *, xp):
+    def predict_proba(self, a: Array, *, xp: Any) -> Array:
         return xp.concat([1 - a, a], axis=1) if self.n_outputs == 1 else a
 
 
@@ -146,24 +146,24 @@ class MulticlassHead(Head):
     is_classifier: ClassVar[bool] = True
     default_loss: ClassVar[str] = "categorical_crossentropy"
 
-    def score(self, a, t, *, xp):
+    def score(self, a: Array, t: Array, *, xp: Any) -> Array:
         hits = xp.argmax(a, axis=1) == xp.argmax(t, axis=1)
         return xp.mean(xp.astype(hits, a.dtype))
 
-    def predict(self, a, *, xp, int_dtype):
+    def predict(self, a: Array, *, xp: Any, int_dtype: Any) -> Array:
         return xp.astype(xp.argmax(a, axis=1), int_dtype)
 
-    def predict_proba(self, a, *, xp):
+    def predict_proba(self, a: Array, *, xp: Any) -> Array:
         return a
 
-    def targets(self, y, like, *, xp):
+    def targets(self, y: Array, like: Array, *, xp: Any) -> Array:
         if y.ndim == 1:
             ones = xp.ones_like(like[:1, :], dtype=y.dtype)
             classes = xp.cumulative_sum(ones, axis=1) - 1  # (1, k) on like's device
             y = y[:, None] == classes
         return xp.astype(y, like.dtype)
 
-    def encode(self, y, *, name="y", width_name="outputs"):
+    def encode(self, y: Array, *, name: str = "y", width_name: str = "outputs") -> Array:
         if y.ndim == 1:
             y = _one_hot(y, self.n_outputs, name, width_name)
         return super().encode(y, name=name, width_name=width_name)
@@ -200,11 +200,12 @@ def make_head(activation: Activation | str | None, loss: Loss | str | None, n_ou
     """The head for an output activation (None: the loss's default) and a loss (None:
     the activation's default), checked against each other and the output width."""
     if activation is not None:
-        activation = as_layer(activation, "output activation")
-        if not isinstance(activation, Activation):
+        layer = as_layer(activation, "output activation")
+        if not isinstance(layer, Activation):
             raise InputError(
-                f"output activation must be an anynet.layers.Activation, got {activation!r}"
+                f"output activation must be an anynet.layers.Activation, got {layer!r}"
             )
+        activation = layer
     if loss is not None:
         loss = get_loss(loss)
     if activation is None:

@@ -70,6 +70,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._version import __version__
 from .backend import to_numpy
 from .errors import BackendError, CheckpointError, CheckpointNotFoundError, InputError
 
@@ -238,8 +239,6 @@ def _encode(net: Any, optimizer_state: Any, history: Any, extra: Any) -> dict[st
 
 
 def _anynet_version() -> str:
-    from . import __version__  # at call time: anynet/__init__ may import this module
-
     return __version__
 
 
@@ -361,7 +360,7 @@ def _json_value(value: Any, name: str, *, top: bool = False, depth: int = 0) -> 
     )
 
 
-def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> None:
+def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through a synced temporary file in its folder and ``os.replace``."""
     directory = path.parent
     mode = _new_file_mode(path)

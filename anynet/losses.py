@@ -150,8 +150,8 @@ class Loss:
     :meth:`gradient`; :meth:`fused` may give a stable form from the logits for one
     output activation.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     head : {"binary", "multiclass", "regression"} or None
         The output head this loss belongs to; None fits any.
     """
@@ -192,16 +192,16 @@ class BinaryCrossentropy(Loss):
 
     head: ClassVar[str | None] = "binary"
 
-    def value(self, p, t, *, xp):
+    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
         return binary_crossentropy(p, t, xp=xp)
 
-    def gradient(self, p, t, *, xp):
+    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
         return (p - t) / (p * (1 - p) * _n_elements(p))
 
-    def fused(self, activation, z, t, *, xp):
+    def fused(self, activation: Any, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array] | None:
         return _sigmoid_bce(z, t, xp) if isinstance(activation, Sigmoid) else None
 
-    def check_targets(self, t, *, xp, name):
+    def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
         ok = xp.all(xp.logical_or(t == 0, t == 1))
         if not bool(ok):
             values = np.unique(to_numpy(t))
@@ -220,16 +220,16 @@ class CategoricalCrossentropy(Loss):
 
     head: ClassVar[str | None] = "multiclass"
 
-    def value(self, p, t, *, xp):
+    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
         return categorical_crossentropy(p, t, xp=xp)
 
-    def gradient(self, p, t, *, xp):
+    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
         return -t / (p * _n_samples(p, -1))
 
-    def fused(self, activation, z, t, *, xp):
+    def fused(self, activation: Any, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array] | None:
         return _softmax_cce(z, t, xp) if isinstance(activation, Softmax) else None
 
-    def check_targets(self, t, *, xp, name):
+    def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
         if not xp.isdtype(t.dtype, "real floating"):
             return
         n_outputs = t.shape[1]
@@ -247,10 +247,10 @@ class CategoricalCrossentropy(Loss):
 class MeanSquaredError(Loss):
     """``mean((p - t)**2)`` over all elements; fits any head."""
 
-    def value(self, p, t, *, xp):
+    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
         return mse(p, t, xp=xp)
 
-    def gradient(self, p, t, *, xp):
+    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
         return (2.0 / _n_elements(p)) * (p - t)
 
 

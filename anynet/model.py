@@ -75,7 +75,8 @@ class Model:
     def __post_init__(self) -> None:
         slots, decay, number = [], set(), 0
         for layer in self.layers:
-            pairs_p, pairs_s = [], []
+            pairs_p: list[tuple[str, str]] = []
+            pairs_s: list[tuple[str, str]] = []
             for path, leaf in _leaves(layer, ""):
                 if not (leaf.param_names or leaf.state_names):
                     continue

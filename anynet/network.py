@@ -25,7 +25,7 @@ from ._validation import (
     check_sizes,
     check_targets,
 )
-from .backend import Backend, get_backend, to_floats, to_numpy
+from .backend import Backend, convert, get_backend, to_floats, to_numpy
 from .errors import BackendError, CheckpointError, InputError, NumericalError
 from .heads import make_head
 from .layers.activation import Activation
@@ -181,6 +181,12 @@ class Network:
     True
     """
 
+    #: Layer widths of the ``Network(sizes, ...)`` shortcut; None for :func:`Sequential`.
+    sizes: list[int] | None
+    #: The shortcut's weight initialiser and scale; None for :func:`Sequential`.
+    init: str | None
+    init_scale: float | None
+
     def __init__(
         self,
         sizes: list[int],
@@ -266,11 +272,36 @@ class Network:
                 f"Network({self.sizes}, activations={self.activations}, "
                 f"loss={self.loss_name!r}, {where})"
             )
-        layers = ", ".join(layer.describe() for layer in self.model.layers)
-        return (
-            f"Sequential([{layers}, {self.model.head.activation.describe()}], "
-            f"inputs={self.model.inputs}, loss={self.loss_name!r}, {where})"
-        )
+        items = [layer.describe() for layer in self.model.layers]
+        items.append(self.model.head.activation.describe())
+        rest = f"inputs={self.model.inputs}, loss={self.loss_name!r}, {where})"
+        if len(", ".join(items)) <= 72:
+            return f"Sequential([{', '.join(items)}], {rest}"
+        return "Sequential([\n" + "".join(f"    {item},\n" for item in items) + f"], {rest}"
+
+    def summary(self) -> str:
+        """A table of the layers: output shape, parameter count and names of each.
+
+        Nested layers (``Residual``'s) are indented under their container; the output
+        activation comes last. Below the table: the total number of parameters (and of
+        layer-state values), the backend, device and dtype. A notebook cell ending in
+        ``net.summary()`` shows the table (the returned ``str`` displays as itself);
+        ``print(net.summary())`` prints it.
+
+        Returns
+        -------
+        str
+            The table, one line per layer, ``(n, width)`` the output shape for ``n`` rows.
+        """
+        from ._summary import summarize
+
+        return summarize(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view of a network: its summary as an HTML table."""
+        from ._summary import summarize
+
+        return summarize(self)._repr_html_()
 
     # -- parameters ------------------------------------------------------------
     @property
@@ -364,9 +395,15 @@ class Network:
             )
         return array
 
-    def _logits(self, x: Array, batch_size: int | None) -> Array:
-        """Evaluation-mode logits ``(n, n_outputs)``, computed ``batch_size`` rows at a time."""
+    def _logits(self, x: Array, batch_size: int | None, devices: Any = None) -> Array:
+        """Evaluation-mode logits ``(n, n_outputs)``, computed ``batch_size`` rows at a time
+        (each batch split over ``devices``, JAX only, when given)."""
         size = inference_batch_size(self.model, batch_size)
+        if devices is not None:
+            placement = self.backend.data_parallel(devices)
+            return training.parallel_logits(
+                placement, self.backend, self.model, self._params, self._state, x, size
+            )
         xp, n = self.backend.xp, x.shape[0]
         with self.backend.float_errors_silenced():
             parts = [  # slices within bounds: the standard leaves others unspecified
@@ -378,45 +415,52 @@ class Network:
             ]  # fmt: skip
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
-    def _outputs(self, x: Array, batch_size: int | None = None) -> Array:
-        out = self.model.head.output(self._logits(x, batch_size), xp=self.backend.xp)
+    def _outputs(self, x: Array, batch_size: int | None = None, devices: Any = None) -> Array:
+        out = self.model.head.output(self._logits(x, batch_size, devices), xp=self.backend.xp)
         return self._finite(out, "output")
 
-    def forward(self, X: Any, *, batch_size: int | None = None) -> Array:
+    def forward(self, X: Any, *, batch_size: int | None = None, devices: Any = None) -> Array:
         """Output activations ``(n_samples, n_outputs)`` for inputs ``X (n_samples, n_features)``.
 
         An array of the network's backend and device, in the network's dtype; evaluation
         mode (dropout off, batch norm on running statistics). ``batch_size`` rows go
         through the network at a time (default: as many as keep each layer's activations
         near 4 Mi values, see :func:`inference_batch_size`); the results are the same.
+        ``devices`` (JAX; as for :meth:`fit`): each batch is split by rows over these
+        devices and the result comes back to the network's device; the same for
+        :meth:`predict`, :meth:`predict_proba`, :meth:`score` and :meth:`loss`.
         """
         if is_dask_array(X):
             return map_rows(
-                X, lambda rows: self.forward(rows, batch_size=batch_size), self.model.inputs,
-                self.model.n_outputs, np.dtype(self.dtype),
+                X, lambda rows: self.forward(rows, batch_size=batch_size, devices=devices),
+                self.model.inputs, self.model.n_outputs, np.dtype(self.dtype),
             )  # fmt: skip
-        return self._outputs(self._inputs(X), batch_size)
+        return self._outputs(self._inputs(X), batch_size, devices)
 
-    def _evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[Array, Array]:
+    def _evaluate(
+        self, X: Any, y: Any, batch_size: int | None, devices: Any = None
+    ) -> tuple[Array, Array]:
         if is_dask_array(X) or is_dask_array(y):
-            return self._evaluate_dask(X, y, batch_size)
+            return self._evaluate_dask(X, y, batch_size, devices)
         x = self._inputs(X)
         t = self._targets(y, x.shape[0])
-        z = self._logits(x, batch_size)
+        z = self._logits(x, batch_size, devices)
         xp, head = self.backend.xp, self.model.head
         with self.backend.float_errors_silenced():
             return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
 
-    def _evaluate_dask(self, X: Any, y: Any, batch_size: int | None) -> tuple[Array, Array]:
+    def _evaluate_dask(
+        self, X: Any, y: Any, batch_size: int | None, devices: Any = None
+    ) -> tuple[Array, Array]:
         """Loss and score of Dask inputs: logits blockwise, then one host computation on the
         ``(n_samples, n_outputs)`` logits and targets (never on the whole of ``X``)."""
         if is_dask_array(X):
             z = map_rows(
-                X, lambda rows: self._logits(self._inputs(rows), batch_size), self.model.inputs,
-                self.model.n_outputs, np.dtype(self.dtype),
+                X, lambda rows: self._logits(self._inputs(rows), batch_size, devices),
+                self.model.inputs, self.model.n_outputs, np.dtype(self.dtype),
             ).compute()  # fmt: skip
         else:
-            z = to_numpy(self._logits(self._inputs(X), batch_size))
+            z = to_numpy(self._logits(self._inputs(X), batch_size, devices))
         host = get_backend("numpy")
         t = check_targets(
             dask_compute(y), self.model.head, z.shape[0], host, self.dtype, "y",
@@ -426,12 +470,13 @@ class Network:
         with host.float_errors_silenced():
             return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
 
-    def loss(self, X: Any, y: Any, *, batch_size: int | None = None) -> float:
+    def loss(self, X: Any, y: Any, *, batch_size: int | None = None, devices: Any = None) -> float:
         """Mean loss over the samples (see :mod:`anynet.losses`), in evaluation mode.
 
-        ``batch_size`` as for :meth:`forward`.
+        ``batch_size`` and ``devices`` as for :meth:`forward`.
         """
-        return float(to_floats(self._finite(self._evaluate(X, y, batch_size)[0], "loss")))
+        value = self._evaluate(X, y, batch_size, devices)[0]
+        return float(to_floats(self._finite(value, "loss")))
 
     def gradients(self, X: Any, y: Any) -> dict[str, Array]:
         """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
@@ -467,6 +512,7 @@ class Network:
         checkpoint_every: int | None = None,
         resume: str | os.PathLike | None = None,
         allow_changes: Sequence[str] = (),
+        devices: Any = None,
     ) -> History:
         """Train the network; by default full-batch gradient descent, as the tutorial does.
 
@@ -520,6 +566,17 @@ class Network:
             With ``resume``: what may differ on purpose, among ``"data"``, ``"seed"``,
             ``"batch_size"``, ``"shuffle"``, ``"drop_last"``, ``"optimizer"``,
             ``"schedule"`` (the promise of matching an uninterrupted run is then off).
+        devices : int, "all", list of JAX devices or jax.sharding.Mesh, optional
+            Data parallel (JAX only; other backends raise BackendError): parameters, layer
+            state and optimizer state are replicated on these devices and every batch is
+            split over them by rows; the compiled runner sums the gradients (one
+            all-reduce a step). A number means the first devices of the network's
+            platform; ``"all"`` every one, in every process of a ``jax.distributed`` job
+            (each process calls ``fit`` with the same data; checkpoints are written by
+            process 0). A mesh must have an axis named ``"data"``. Results equal one
+            device's to rounding (~1e-15 in float64), bit for bit on one device; the
+            parameters come back to the network's own device. It pays for large steps
+            only (wide layers, large batches): small networks run slower.
 
         Returns
         -------
@@ -566,7 +623,7 @@ class Network:
             self.model, self.backend, self.dtype, self._params, self._state, x, t,
             owner=self, epochs=epochs, optimizer=opt, batch_size=batch_size, shuffle=shuffle,
             drop_last=drop_last, seed=seed, schedule=schedule, validation=validation,
-            callbacks=callbacks, verbose=verbose, start=start,
+            callbacks=callbacks, verbose=verbose, start=start, devices=devices,
         )  # fmt: skip
         self.optimizer_state = result.optimizer_state
         return result.history
@@ -625,7 +682,7 @@ class Network:
         )
 
     # -- prediction ------------------------------------------------------------
-    def predict_proba(self, X: Any, *, batch_size: int | None = None) -> Array:
+    def predict_proba(self, X: Any, *, batch_size: int | None = None, devices: Any = None) -> Array:
         """Class probabilities.
 
         Returns
@@ -641,14 +698,14 @@ class Network:
                 np.zeros((1, self.model.n_outputs), dtype=self.dtype), xp=np
             ).shape[1]
             return map_rows(
-                X, lambda rows: self.predict_proba(rows, batch_size=batch_size),
+                X, lambda rows: self.predict_proba(rows, batch_size=batch_size, devices=devices),
                 self.model.inputs, columns, np.dtype(self.dtype),
             )  # fmt: skip
         return self.model.head.predict_proba(
-            self.forward(X, batch_size=batch_size), xp=self.backend.xp
+            self.forward(X, batch_size=batch_size, devices=devices), xp=self.backend.xp
         )
 
-    def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
+    def predict(self, X: Any, *, batch_size: int | None = None, devices: Any = None) -> Array:
         """Predictions: labels for classifiers, values for regressors.
 
         Returns
@@ -664,21 +721,22 @@ class Network:
                 np.zeros((1, self.model.n_outputs), dtype=self.dtype), xp=np, int_dtype=np.int64
             )
             return map_rows(
-                X, lambda rows: self.predict(rows, batch_size=batch_size), self.model.inputs,
-                None if sample.ndim == 1 else sample.shape[1], sample.dtype,
+                X, lambda rows: self.predict(rows, batch_size=batch_size, devices=devices),
+                self.model.inputs, None if sample.ndim == 1 else sample.shape[1], sample.dtype,
             )  # fmt: skip
         return self.model.head.predict(
-            self.forward(X, batch_size=batch_size),
+            self.forward(X, batch_size=batch_size, devices=devices),
             xp=self.backend.xp,
             int_dtype=self.backend.int_dtype,
         )
 
-    def score(self, X: Any, y: Any, *, batch_size: int | None = None) -> float:
+    def score(self, X: Any, y: Any, *, batch_size: int | None = None, devices: Any = None) -> float:
         """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors).
 
-        ``batch_size`` as for :meth:`forward`.
+        ``batch_size`` and ``devices`` as for :meth:`forward`.
         """
-        return float(to_floats(self._finite(self._evaluate(X, y, batch_size)[1], "score")))
+        value = self._evaluate(X, y, batch_size, devices)[1]
+        return float(to_floats(self._finite(value, "score")))
 
     # -- saving and moving -----------------------------------------------------
     def architecture(self) -> dict[str, Any]:
@@ -736,13 +794,12 @@ class Network:
         clone = object.__new__(Network)
         clone.__dict__.update(self.__dict__)
         clone.backend = target
-        clone._params = {k: target.asarray(to_numpy(v), copy=True) for k, v in self._params.items()}
-        clone._state = {k: target.asarray(to_numpy(v), copy=True) for k, v in self._state.items()}
+        clone._params = {k: convert(v, target) for k, v in self._params.items()}
+        clone._state = {k: convert(v, target) for k, v in self._state.items()}
         # arrays of the old backend must not ride along; the optimizer state is moved too
         if self.optimizer_state is not None:
             clone.optimizer_state = {
-                key: target.asarray(to_numpy(v), copy=True)
-                for key, v in self.optimizer_state.items()
+                key: convert(v, target) for key, v in self.optimizer_state.items()
             }
         return clone
 
@@ -820,8 +877,14 @@ class Checkpoint:
     format_version : int
     """
 
-    def __init__(self, network, optimizer_state=None, history=None, extra=None,
-                 format_version=io.FORMAT_VERSION) -> None:  # fmt: skip
+    def __init__(
+        self,
+        network: Network,
+        optimizer_state: dict[str, Any] | None = None,
+        history: dict[str, list[float]] | None = None,
+        extra: dict[str, Any] | None = None,
+        format_version: int = io.FORMAT_VERSION,
+    ) -> None:
         self.network = network
         self.optimizer_state = optimizer_state
         self.history = history

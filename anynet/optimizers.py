@@ -146,7 +146,16 @@ class SGD(Optimizer):
         state.update({f"velocity.{key}": xp.zeros_like(p) for key, p in params.items()})
         return state
 
-    def update(self, params, grads, state, lr, *, xp=None, decay=None):
+    def update(
+        self,
+        params: Params,
+        grads: Params,
+        state: dict[str, Array],
+        lr: Array,
+        *,
+        xp: Any = None,
+        decay: Any = None,
+    ) -> tuple[Params, dict[str, Array]]:
         grads = _with_l2(params, grads, self.l2, decay)
         if not self.momentum:
             return {key: params[key] - lr * grads[key] for key in params}, state
@@ -199,7 +208,16 @@ class Adam(Optimizer):
             state[f"v.{key}"] = xp.zeros_like(p)
         return state
 
-    def update(self, params, grads, state, lr, *, xp=None, decay=None):
+    def update(
+        self,
+        params: Params,
+        grads: Params,
+        state: dict[str, Array],
+        lr: Array,
+        *,
+        xp: Any = None,
+        decay: Any = None,
+    ) -> tuple[Params, dict[str, Array]]:
         xp = array_namespace(next(iter(params.values()))) if xp is None else xp
         grads = _with_l2(params, grads, self.l2, decay)
         beta1, beta2 = self.betas

@@ -24,7 +24,7 @@ import numbers
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def _host_array(value: Any, name: str) -> np.ndarray:
 def _check_resolution(resolution: Any) -> int:
     if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral):
         raise InputError(f"resolution must be an integer >= 2, got {resolution!r}")
-    if not 2 <= resolution <= 4000:
+    if not 2 <= int(resolution) <= 4000:
         raise InputError(f"resolution must be an integer in [2, 4000], got {resolution!r}")
     return int(resolution)
 
@@ -289,8 +289,10 @@ def learning_curves(history: Any, *, logy: bool = False, title: str | None = Non
         top.set_yscale("log")
     top.legend()
     if scores:
-        what = {True: "validation accuracy", False: "validation R²"}.get(
-            classifier, "validation score"
+        what = (
+            "validation score"
+            if classifier is None
+            else ("validation accuracy" if classifier else "validation R²")
         )
         panels[1].plot(epochs, np.asarray(scores, dtype=np.float64), label=what, color="C2")
         panels[1].set_ylabel(what)
@@ -298,7 +300,7 @@ def learning_curves(history: Any, *, logy: bool = False, title: str | None = Non
     panels[-1].set_xlabel("epoch")
     if title is not None:
         top.set_title(title)
-    return top.figure
+    return cast("Figure", top.figure)  # a new Figure of its own, never a SubFigure
 
 
 # -- backend agreement ---------------------------------------------------------------------
@@ -385,7 +387,7 @@ def backend_agreement(report: Any, *, title: str | None = None) -> Figure:
         )
         title = f"{len(backends)} backend(s) against {report.reference} ({report.dtype}): {verdict}"
     top.set_title(title)
-    return top.figure
+    return cast("Figure", top.figure)  # a new Figure of its own, never a SubFigure
 
 
 # -- saving --------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ class Normal(Initializer):
 
     scale: float = 0.01
 
-    def draw(self, rng, fan_in, fan_out):
+    def draw(self, rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
         return rng.standard_normal((fan_out, fan_in)) * self.scale
 
 
@@ -85,7 +85,7 @@ class Normal(Initializer):
 class Xavier(Initializer):
     """Glorot uniform ``U(-a, a)``, ``a = scale * sqrt(6 / (fan_in + fan_out))``."""
 
-    def draw(self, rng, fan_in, fan_out):
+    def draw(self, rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
         bound = self.scale * math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-bound, bound, size=(fan_out, fan_in))
 
@@ -94,7 +94,7 @@ class Xavier(Initializer):
 class He(Initializer):
     """``N(0, 1) * scale * sqrt(2 / fan_in)`` (Kaiming normal, for ReLU layers)."""
 
-    def draw(self, rng, fan_in, fan_out):
+    def draw(self, rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
         return rng.standard_normal((fan_out, fan_in)) * (self.scale * math.sqrt(2.0 / fan_in))
 
 

@@ -16,9 +16,16 @@ Nothing else in anynet compares names: code asks the registry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .layers.activation import Activation
+    from .layers.base import Layer
+    from .losses import Loss
+    from .optimizers import Optimizer
+    from .random import Initializer
 
 __all__ = [
     "Registry",
@@ -35,7 +42,15 @@ __all__ = [
 ]
 
 
-class Registry:
+T = TypeVar("T")
+L = TypeVar("L", bound="Layer")
+A = TypeVar("A", bound="Activation")
+Lo = TypeVar("Lo", bound="Loss")
+O = TypeVar("O", bound="Optimizer")  # noqa: E741
+I = TypeVar("I", bound="Initializer")  # noqa: E741
+
+
+class Registry(Generic[T]):
     """Names to classes of one kind, and back.
 
     Parameters
@@ -49,11 +64,11 @@ class Registry:
     def __init__(self, kind: str, register_function: str) -> None:
         self.kind = kind
         self.register_function = register_function
-        self._classes: dict[str, type] = {}
+        self._classes: dict[str, type[T]] = {}
         self._names: dict[type, str] = {}
         self.base: type | None = None
 
-    def register(self, name: str, cls: type, *, replace: bool = False) -> type:
+    def register(self, name: str, cls: type[T], *, replace: bool = False) -> type[T]:
         """Register ``cls`` under ``name``; returns ``cls`` (usable as a decorator's body)."""
         if not isinstance(name, str) or not name.isidentifier():
             raise InputError(f"name must be a Python identifier string, got {name!r}")
@@ -75,7 +90,7 @@ class Registry:
             self._names[cls] = name
         return cls
 
-    def get(self, name: str, argument: str | None = None) -> type:
+    def get(self, name: str, argument: str | None = None) -> type[T]:
         """The class registered under ``name``, or an InputError listing the names."""
         if isinstance(name, str) and name in self._classes:
             return self._classes[name]
@@ -109,37 +124,42 @@ class Registry:
         return sorted(self._classes)
 
 
-layers = Registry("layer", "register_layer")
-activations = Registry("activation", "register_activation")
-losses = Registry("loss", "register_loss")
-optimizers = Registry("optimizer", "register_optimizer")
-initializers = Registry("initializer", "register_initializer")
+layers: Registry[Layer] = Registry("layer", "register_layer")
+activations: Registry[Activation] = Registry("activation", "register_activation")
+losses: Registry[Loss] = Registry("loss", "register_loss")
+optimizers: Registry[Optimizer] = Registry("optimizer", "register_optimizer")
+initializers: Registry[Initializer] = Registry("initializer", "register_initializer")
 
 
-def register_layer(name: str, cls: type, *, replace: bool = False) -> type:
+def register_layer(name: str, cls: type[L], *, replace: bool = False) -> type[L]:
     """Register a :class:`~anynet.layers.Layer` subclass under ``name``."""
-    return layers.register(name, cls, replace=replace)
+    layers.register(name, cls, replace=replace)
+    return cls
 
 
-def register_activation(name: str, cls: type, *, replace: bool = False) -> type:
+def register_activation(name: str, cls: type[A], *, replace: bool = False) -> type[A]:
     """Register an :class:`~anynet.layers.Activation` subclass; ``name`` then stands for it.
 
     An activation is also a layer: it is registered in both registries.
     """
     activations.register(name, cls, replace=replace)
-    return layers.register(name, cls, replace=replace)
+    layers.register(name, cls, replace=replace)
+    return cls
 
 
-def register_loss(name: str, cls: type, *, replace: bool = False) -> type:
+def register_loss(name: str, cls: type[Lo], *, replace: bool = False) -> type[Lo]:
     """Register an :class:`~anynet.losses.Loss` subclass under ``name``."""
-    return losses.register(name, cls, replace=replace)
+    losses.register(name, cls, replace=replace)
+    return cls
 
 
-def register_optimizer(name: str, cls: type, *, replace: bool = False) -> type:
+def register_optimizer(name: str, cls: type[O], *, replace: bool = False) -> type[O]:
     """Register an :class:`~anynet.optimizers.Optimizer` subclass under ``name``."""
-    return optimizers.register(name, cls, replace=replace)
+    optimizers.register(name, cls, replace=replace)
+    return cls
 
 
-def register_initializer(name: str, cls: type, *, replace: bool = False) -> type:
+def register_initializer(name: str, cls: type[I], *, replace: bool = False) -> type[I]:
     """Register an :class:`~anynet.random.Initializer` subclass under ``name``."""
-    return initializers.register(name, cls, replace=replace)
+    initializers.register(name, cls, replace=replace)
+    return cls

@@ -22,6 +22,7 @@ never imports it; ``import anynet.sklearn`` does.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections import OrderedDict
@@ -140,9 +141,9 @@ def _check_real(value: Any, name: str, low: float, high: float, *, open_low: boo
     ok = (
         not isinstance(value, bool)
         and isinstance(value, numbers.Real)
-        and np.isfinite(value)
-        and (value > low if open_low else value >= low)
-        and value < high
+        and math.isfinite(value)
+        and (float(value) > low if open_low else float(value) >= low)
+        and float(value) < high
     )
     if not ok:
         bracket = "(" if open_low else "["
@@ -179,27 +180,30 @@ class _Stopping(Callback):
         est.n_iter_ += 1
         est.t_ += self.n_samples
         tol = est.tol
+        line = f"Iteration {est.n_iter_}, loss = {loss:.8f}"
         if self.early_stopping:
             score = float(logs["val_score"])
-            est.validation_scores_.append(score)
-            if score < est.best_validation_score_ + tol:
+            scores, best = est.validation_scores_, est.best_validation_score_
+            assert scores is not None and best is not None  # _fit_epochs set them
+            scores.append(score)
+            if score < best + tol:
                 est._no_improvement_count += 1
             else:
                 est._no_improvement_count = 0
-            if score > est.best_validation_score_:
+            if score > best:
                 est.best_validation_score_ = score
                 self.best_params = network.params
+            line += f", validation score = {score:.6f}"
         else:
-            if loss > est.best_loss_ - tol:
+            best_loss = est.best_loss_
+            assert best_loss is not None  # _fit_epochs set it
+            if loss > best_loss - tol:
                 est._no_improvement_count += 1
             else:
                 est._no_improvement_count = 0
-            if loss < est.best_loss_:
+            if loss < best_loss:
                 est.best_loss_ = loss
         if est.verbose:
-            line = f"Iteration {est.n_iter_}, loss = {loss:.8f}"
-            if self.early_stopping:
-                line += f", validation score = {est.validation_scores_[-1]:.6f}"
             print(line)
         if est._no_improvement_count > est.n_iter_no_change:
             self.stopped = True
@@ -221,7 +225,9 @@ def _step(backend: Backend, model: Any, optimizer: Optimizer) -> Any:
     if step is None:
         rule = key[2]
 
-        def one_step(params, opt_state, x, t, lr):
+        def one_step(
+            params: dict[str, Array], opt_state: dict[str, Array], x: Array, t: Array, lr: Array
+        ) -> tuple[dict[str, Array], dict[str, Array], Array]:
             return functional.train_step(model, rule, params, opt_state, x, t, lr=lr)
 
         step = backend.jit(one_step)
@@ -301,13 +307,13 @@ class _BaseMLP(BaseEstimator):
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = [sizes]
+            sizes = [int(sizes)]
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
             raise InputError(
                 "hidden_layer_sizes must be a positive integer or a sequence of positive "
                 f"integers, got {self.hidden_layer_sizes!r}"
             )
-        checked = []
+        checked: list[int] = []
         for index, size in enumerate(sizes):
             if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
                 raise InputError(
@@ -760,7 +766,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _is_classifier = True
 
-    def _validate_targets(self, y, *, first, incremental, classes):
+    def _validate_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> Any:
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if first and incremental:
@@ -797,7 +803,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
         return codes.astype(np.int64), n_outputs
 
-    def _output_activation(self, n_outputs):
+    def _output_activation(self, n_outputs: int) -> tuple[str, str]:
         return ("sigmoid", "logistic") if n_outputs == 1 else ("softmax", "softmax")
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
@@ -907,14 +913,14 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, netw
 
     _is_classifier = False
 
-    def _validate_targets(self, y, *, first, incremental, classes):
+    def _validate_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> Any:
         y = np.asarray(y)
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         return y, n_outputs
 
-    def _output_activation(self, n_outputs):
+    def _output_activation(self, n_outputs: int) -> tuple[str, str]:
         return "identity", "identity"
 
     def fit(self, X: Any, y: Any) -> MLPRegressor:

@@ -15,6 +15,11 @@ How the work is laid out, and why:
 * Parameters are never updated in place, so keeping the parameters of a chunk's
   start costs nothing; a diverging run is replayed from there to its last finite
   epoch, exactly.
+* Data parallel (``devices=``, JAX): a :class:`~anynet.backend.Placement` puts the
+  parameters, state, optimizer state and data whole on every device, and inside the
+  compiled runner constrains each batch to be split by rows over them; XLA adds the
+  all-reduce of the gradients. The math is the same code; results come back to the
+  backend's own device after each chunk.
 * The engine works on ``(model, params, state)`` and never reaches into the
   network: it hands results to its owner (``owner._assign``) and to callbacks;
   checkpointing is a callback (:class:`Checkpointer`).
@@ -27,9 +32,9 @@ import math
 import numbers
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -37,7 +42,7 @@ from ._validation import (
     check_non_negative_float,
     check_positive_int,
 )
-from .backend import Backend, to_numpy
+from .backend import SINGLE_DEVICE, Backend, Placement, to_numpy
 from .errors import DivergenceError, InputError
 from .functional import step as train_step
 from .optimizers import Constant, Optimizer, get_schedule
@@ -144,7 +149,7 @@ class _FunctionCallback(Callback):
     def __init__(self, function: Callable[[int, dict], Any]) -> None:
         self.function = function
 
-    def on_epoch_end(self, epoch, logs, network):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], network: Network) -> bool:
         return bool(self.function(epoch, logs))
 
 
@@ -191,14 +196,14 @@ class EarlyStopping(Callback):
         self.restore_best = bool(restore_best)
         self._sign = 1.0 if monitor.endswith("loss") else -1.0
 
-    def on_train_begin(self, network):
+    def on_train_begin(self, network: Network) -> None:
         self.best_value = math.inf
         self.best_epoch: int | None = None
         self.best_params: Params | None = None
         self.stopped_epoch: int | None = None
         self._wait = 0
 
-    def on_epoch_end(self, epoch, logs, network):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], network: Network) -> bool:
         if self.monitor not in logs:
             raise InputError(
                 f"EarlyStopping(monitor={self.monitor!r}) needs that figure, but fit records "
@@ -219,7 +224,7 @@ class EarlyStopping(Callback):
             return True
         return False
 
-    def on_train_end(self, network):
+    def on_train_end(self, network: Network) -> None:
         if self.restore_best and self.best_params is not None:
             network._assign(self.best_params, self.best_state)
 
@@ -238,14 +243,19 @@ class Checkpointer(Callback):
     """
 
     def __init__(self, path: Any, every: Any, run_config: dict[str, Any], save: Callable) -> None:
-        self.every = check_positive_int(every, "checkpoint_every", allow_none=True)
-        if self.every is not None and path is None:
+        every = check_positive_int(every, "checkpoint_every", allow_none=True)
+        if every is not None and path is None:
             raise InputError("checkpoint_every needs checkpoint=path, got checkpoint=None")
         _check_checkpoint_path(path)
-        self.every = self.every or CHUNK
+        self.every: int = every or CHUNK
         self.path, self.run_config, self.save = path, run_config, save
 
-    def write(self, opt_state: Any, history: History, seed: Any, epoch: int) -> None:
+    def write(
+        self, opt_state: Any, history: History, seed: Any, epoch: int, backend: Backend
+    ) -> None:
+        """Save the run (in the first process only, where several train together)."""
+        if not backend.is_primary_process():
+            return
         extra = {"fit": dict(self.run_config, seed=seed, epoch=epoch)}
         self.save(self.path, opt_state, history, extra)
 
@@ -294,6 +304,7 @@ def _make_runner(
     batch_size: int | None,
     drop_last: bool,
     with_validation: bool,
+    placement: Placement = SINGLE_DEVICE,
 ) -> Callable:
     """``run(params, opt_state, state, lrs, orders, count, x, t, xv, tv) -> (params,
     opt_state, state, figures)``.
@@ -303,31 +314,49 @@ def _make_runner(
     :meth:`Backend.loop_count`, so on JAX a chunk of any length up to ``E`` reuses one
     compiled runner. ``figures`` is a tuple of ``(E,)`` arrays (the first ``count`` are
     meaningful): loss, and with validation val_loss and val_score. Rows-are-samples.
+
+    ``placement`` says how every batch is split over devices (data parallel, JAX): the
+    arguments arrive replicated on its devices, each batch is constrained to be split by
+    rows, the results to be replicated; the math is the same.
     """
     xp = backend.xp
+    rows, replicated = placement.constrain_rows, placement.constrain_replicated
 
-    def step(params, opt_state, state, xb, tb, lr):
+    def step(
+        params: Params, opt_state: Params, state: Params, xb: Array, tb: Array, lr: Array
+    ) -> tuple[Params, Params, Params, Array]:
         return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp)
 
-    def run(params, opt_state, state, lrs, orders, count, x, t, xv, tv):
+    def run(
+        params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
+        count: Array, x: Array, t: Array, xv: Array, tv: Array,
+    ) -> Any:  # fmt: skip
         n = x.shape[0]
 
-        def epoch(carry, inputs):
+        def epoch(carry: tuple, inputs: tuple) -> tuple[tuple, tuple]:
             params, opt_state, state = carry
             lr, order = inputs
             if batch_size is None:
-                params, opt_state, state, loss = step(params, opt_state, state, x, t, lr)
+                params, opt_state, state, loss = step(
+                    params, opt_state, state, rows(x), rows(t), lr
+                )
             else:
-                xs = x if order is None else xp.take(x, order, axis=0)
-                ts = t if order is None else xp.take(t, order, axis=0)
+                # data parallel: every device shuffles its whole copy (a gather split by
+                # the compiler instead moved batches between devices with all-gathers)
+                xs = x if order is None else replicated(xp.take(x, order, axis=0))
+                ts = t if order is None else replicated(xp.take(t, order, axis=0))
                 n_full, rest = divmod(n, batch_size)
                 used = n_full * batch_size
                 batches = (
-                    xp.reshape(xs[:used, ...], (n_full, batch_size, x.shape[1])),
-                    xp.reshape(ts[:used, ...], (n_full, batch_size, t.shape[1])),
+                    placement.constrain_batches(
+                        xp.reshape(xs[:used, ...], (n_full, batch_size, x.shape[1]))
+                    ),
+                    placement.constrain_batches(
+                        xp.reshape(ts[:used, ...], (n_full, batch_size, t.shape[1]))
+                    ),
                 )
 
-                def batch(carry, pair):
+                def batch(carry: tuple, pair: tuple) -> tuple[tuple, tuple]:
                     params, opt_state, state = carry
                     params, opt_state, state, loss = step(
                         params, opt_state, state, pair[0], pair[1], lr
@@ -340,45 +369,102 @@ def _make_runner(
                 total, count = xp.sum(losses) * batch_size, used
                 if rest and not drop_last:
                     params, opt_state, state, loss = step(
-                        params, opt_state, state, xs[used:, ...], ts[used:, ...], lr
+                        params, opt_state, state, rows(xs[used:, ...]), rows(ts[used:, ...]), lr
                     )
                     total, count = total + loss * rest, n
                 loss = total / count
-            figures = (loss,)
+            figures: tuple = (loss,)
             if with_validation:
-                figures += model.evaluate(params, state, xv, tv, xp=xp)
+                figures += model.evaluate(params, state, rows(xv), rows(tv), xp=xp)
             return (params, opt_state, state), figures
 
         (params, opt_state, state), figures = backend.loop(
             epoch, (params, opt_state, state), (lrs, orders), count
         )
-        return params, opt_state, state, figures
+        return replicated((params, opt_state, state, figures))
 
     return backend.jit(run)
 
 
-def _runner(backend, model, optimizer, batch_size, drop_last, with_validation) -> Callable:
+def _runner(
+    backend: Backend, model: Model, optimizer: Optimizer, batch_size: int | None,
+    drop_last: bool, with_validation: bool, placement: Placement = SINGLE_DEVICE,
+) -> Callable:  # fmt: skip
     # The learning rate arrives as data, so one compiled runner serves every lr.
-    key = (backend, model, replace(optimizer, lr=1.0), batch_size, drop_last, with_validation)
+    key = (backend, model, replace(optimizer, lr=1.0), batch_size, drop_last, with_validation,
+           placement)  # fmt: skip
     runner = _RUNNERS.get(key)
     if runner is None:
-        runner = _make_runner(backend, model, key[2], batch_size, drop_last, with_validation)
+        runner = _make_runner(backend, *key[1:])
         _RUNNERS[key] = runner
     return runner
+
+
+_INFERENCE: dict[tuple, Callable] = {}
+
+
+def parallel_logits(
+    placement: Placement,
+    backend: Backend,
+    model: Model,
+    params: Params,
+    state: Params,
+    x: Array,
+    size: int,
+) -> Array:
+    """Evaluation-mode logits of ``x (n, f)``, ``size`` rows at a time, each batch split
+    by rows over ``placement``'s devices; on the backend's own device.
+
+    Batches are padded (with copies of their last row) to one height, a multiple of the
+    number of devices, so one compiled function serves them all; the padding's outputs
+    are dropped.
+    """
+    key = (backend, model, placement)
+    run = _INFERENCE.get(key)
+    if run is None:
+
+        def logits(params: Params, state: Params, xb: Array) -> Array:
+            z = model.forward(params, state, placement.constrain_rows(xb), xp=backend.xp,
+                              train=False)[0]  # fmt: skip
+            return placement.constrain_replicated(z)
+
+        run = _INFERENCE[key] = backend.jit(logits)
+    xp, n = backend.xp, x.shape[0]
+    height = -(-min(size, n) // placement.size) * placement.size
+    params, state = placement.broadcast((params, state))
+    parts = []
+    for start in range(0, n, size):
+        part = x[start : min(start + size, n), ...]
+        rows = part.shape[0]
+        if rows < height:
+            tail = xp.broadcast_to(part[rows - 1 :, ...], (height - rows, x.shape[1]))
+            part = xp.concat([part, tail], axis=0)
+        z = placement.local(run(params, state, placement.shard_rows(part)))
+        parts.append(z if rows == height else z[:rows, ...])
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
 
 # -- progress ------------------------------------------------------------------------
 
 
+def _shows_progress(stream: Any) -> bool:
+    """Whether a progress bar on ``stream`` is seen: a terminal, or a Jupyter kernel's output
+    (ipykernel's streams answer ``isatty()`` False; tqdm.auto draws a widget there)."""
+    if type(stream).__module__.startswith("ipykernel."):
+        return True
+    return hasattr(stream, "isatty") and bool(stream.isatty())
+
+
 class _Progress:
-    """``verbose=N``: a line every N epochs; ``verbose=True``: a tqdm bar on a terminal."""
+    """``verbose=N``: a line every N epochs; ``verbose=True``: a tqdm.auto bar in a terminal or
+    a notebook."""
 
     def __init__(self, verbose: Any, epochs: int, stream: Any = None) -> None:
         self.every, self.bar = 0, None
         stream = sys.stderr if stream is None else stream
         if verbose is True:
-            if not (hasattr(stream, "isatty") and stream.isatty()):
-                return  # not a terminal: stay silent
+            if not _shows_progress(stream):
+                return  # a file or a pipe: stay silent
             try:
                 from tqdm.auto import tqdm
             except ImportError:
@@ -562,16 +648,19 @@ def fit(
     seed: int | None = None,
     schedule: Any = None,
     validation: tuple[Array, Array] | None = None,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
     verbose: int | bool = 0,
     start: Start | None = None,
+    devices: Any = None,
 ) -> FitResult:
     """Train ``model`` from ``params``/``state`` on checked data ``x (n, f)``, targets ``t (n, k)``.
 
     See :meth:`anynet.Network.fit` for the arguments. ``owner._assign(params, state)``
-    receives the parameters after each chunk (and the rewound ones on divergence);
-    ``owner`` is also what callbacks receive.
+    receives the parameters after each chunk (and the rewound ones on divergence), on
+    the backend's own device; ``owner`` is also what callbacks receive. ``devices``
+    (JAX): split every batch over these devices (:meth:`Backend.data_parallel`).
     """
+    placement = backend.data_parallel(devices)
     epochs = check_positive_int(epochs, "epochs")
     opt = optimizer
     lr_schedule = get_schedule(schedule)
@@ -587,8 +676,8 @@ def fit(
         check_positive_int(verbose, "verbose")
     if opt.lr > float(np.finfo(dtype).max):
         raise InputError(f"lr must be representable in {dtype}, got {opt.lr!r}")
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**32))
+    if seed is None:  # the same in every process of a jax.distributed job
+        seed = placement.agree(int(np.random.default_rng().integers(2**32)))
     checkpointer = next((h for h in callbacks if isinstance(h, Checkpointer)), None)
     hooks = [h for h in callbacks if not isinstance(h, Checkpointer)]
     progress = _Progress(verbose, epochs)
@@ -603,7 +692,7 @@ def fit(
     if batch_size is not None and batch_size >= n:
         batch_size = None  # one batch holding everything: full batch
 
-    run = _runner(backend, model, opt, batch_size, drop_last, xv is not None)
+    run = _runner(backend, model, opt, batch_size, drop_last, xv is not None, placement)
     opt_state = opt.init(params, xp=backend.xp)
     history = History(classifier=model.head.is_classifier)
     initial_epoch = 0
@@ -616,6 +705,17 @@ def fit(
         epochs -= initial_epoch
         if epochs <= 0:
             return FitResult(history, opt_state)
+    # data parallel: everything on every device (the first process's parameters and
+    # state, each process's own data); one device: nothing moves
+    params, state, opt_state = placement.broadcast((params, state, opt_state))
+    x, t, xv, tv = placement.replicate((x, t, xv, tv))
+
+    def assign(params: Params, state: Params) -> Params:
+        """Hand the owner its parameters and state, on the backend's own device."""
+        params, state = placement.local((params, state))
+        owner._assign(params, state)
+        return params
+
     shuffled = batch_size is not None and shuffle
     rows = _chunk_rows(n, shuffled)  # the runner's fixed chunk shape: never depends on epochs
     chunk = 1 if hooks else rows
@@ -632,7 +732,8 @@ def fit(
         if shuffled:
             height = rows if backend.fixed_shapes else count
             orders = backend.asarray(_orders(seed, first, count, n, height))
-        return lrs_host, backend.asarray(padded, dtype), orders, backend.loop_count(count)
+        lrs, steps = backend.asarray(padded, dtype), backend.loop_count(count)
+        return lrs_host, *placement.replicate((lrs, orders, steps))
 
     def replay(start: tuple, first: int, count: int) -> tuple:
         """Run ``count`` epochs from ``start`` again (orders regenerated, not kept)."""
@@ -656,20 +757,23 @@ def fit(
                     params, opt_state, state, lrs, orders, steps, x, t, xv, tv
                 )
             del lrs, orders  # nothing of a chunk's inputs outlives it
-            # one read-back per chunk; float32 figures are kept at their exact value
+            # one read-back per chunk (a blocking one: processes queueing dozens of
+            # compiled calls without one were seen to hang); float32 figures are kept at
+            # their exact value
+            figures = placement.local(figures)
             values = np.stack([to_numpy(f)[:count].astype(np.float64) for f in figures], axis=1)
             losses = values[:, 0]
             if not np.all(np.isfinite(losses)):
                 bad = int(np.argmin(np.isfinite(losses)))
                 history.loss.extend(losses[:bad].tolist())
-                _diverged(owner, replay, (chunk_start, first), previous, bad,
+                _diverged(assign, replay, (chunk_start, first), previous, bad,
                           done + initial_epoch, losses[bad], history)  # fmt: skip
             history.loss.extend(values[:, 0].tolist())
             history.lr.extend(lrs_host.tolist())
             if xv is not None:
                 history.val_loss.extend(values[:, 1].tolist())
                 history.val_score.extend(values[:, 2].tolist())
-            owner._assign(params, state)
+            assign(params, state)
             if progress.active or hooks:  # per-epoch dicts only for those who read them
                 logs = _logs(values, lrs_host, xv is not None, model.head.is_classifier)
                 progress.update(first, logs)
@@ -678,14 +782,16 @@ def fit(
             previous = (chunk_start, first, count)
             done += count
             if checkpointer is not None and (
-                (initial_epoch + done) % save_every == 0 or done == epochs or stop
+                (initial_epoch + done) % checkpointer.every == 0 or done == epochs or stop
             ):
-                checkpointer.write(opt_state, history, seed, initial_epoch + done)
+                checkpointer.write(
+                    placement.local(opt_state), history, seed, initial_epoch + done, backend
+                )
     finally:
         progress.close()
     for hook in hooks:
         hook.on_train_end(owner)
-    return FitResult(history, opt_state)
+    return FitResult(history, placement.local(opt_state))
 
 
 def _restored_state(fresh: dict[str, Array], saved: Any, backend: Backend) -> dict[str, Array]:
@@ -708,7 +814,10 @@ def _restored_state(fresh: dict[str, Array], saved: Any, backend: Backend) -> di
     return restored
 
 
-def _diverged(owner, replay, start, previous, bad, first_epoch, value, history):
+def _diverged(
+    assign: Callable, replay: Callable, start: Any, previous: Any, bad: int, first_epoch: int,
+    value: float, history: History,
+) -> NoReturn:  # fmt: skip
     """Rewind to the start of the last epoch with a finite loss, then raise."""
     (params, opt_state, state), first = start
     if bad == 0 and previous is not None:
@@ -718,7 +827,7 @@ def _diverged(owner, replay, start, previous, bad, first_epoch, value, history):
         replayed = max(bad - 1, 0)
     if replayed:
         params, opt_state, state = replay((params, opt_state, state), first, replayed)
-    owner._assign(params, state)
+    params = assign(params, state)
     last_good = first_epoch + bad - 1
     kept = f"epoch {last_good} (the last with a finite loss)" if last_good >= 0 else "its start"
     error = DivergenceError(

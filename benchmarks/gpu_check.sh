@@ -34,7 +34,7 @@ PY
 SKIP="--ignore=tests/test_fuzz.py --ignore=tests/test_cli.py --ignore=tests/test_examples.py
       --ignore=tests/test_sklearn.py --ignore=tests/test_plot.py --ignore=tests/test_onnx.py
       --ignore=tests/test_dask.py --ignore=tests/test_parallel.py --ignore=tests/test_memory.py
-      --ignore=tests/test_structure.py"
+      --ignore=tests/test_structure.py --ignore=tests/test_packaging.py"
 status=0
 for backend in cupy jax torch; do
     start=$(date +%s)

@@ -141,7 +141,7 @@ def test_torch_func_vmap_train_step_equals_separate_steps(backend):
     nets = [an.Network([2, 4, 1], seed=s, dtype="float64", backend=backend) for s in range(4)]
     model, opt = nets[0].model, an.optimizers.Adam(lr=0.05)
     stacked = {k: torch.stack([net.params[k] for net in nets]) for k in nets[0].params}
-    x, y = torch.asarray(X), torch.asarray(Y)
+    x, y = torch.asarray(X, device=backend.device), torch.asarray(Y, device=backend.device)
     step = torch.func.vmap(lambda p, s: F.train_step(model, opt, p, s, x, y))
     params, opt_state = stacked, torch.func.vmap(opt.init)(stacked)
     for _ in range(3):
@@ -162,7 +162,7 @@ def test_torch_compile_train_step_equals_eager(backend):
     torch = pytest.importorskip("torch")
     net = an.Network([2, 4, 1], seed=0, dtype="float64", backend=backend)
     opt = an.optimizers.SGD(lr=0.5)
-    x, y = torch.asarray(X), torch.asarray(Y)
+    x, y = torch.asarray(X, device=backend.device), torch.asarray(Y, device=backend.device)
 
     def step(p, s):
         return F.train_step(net.model, opt, p, s, x, y)

@@ -75,14 +75,14 @@ def test_shuffle_orders_stay_within_their_budget():
 @pytest.mark.backends("jax", reason="counts XLA compilations")
 def test_changing_epochs_does_not_recompile_on_jax(backend):
     X, y = an.datasets.planar_flower(n=64)
-    net = an.Network([2, 4, 1], seed=0, backend=backend)
+    net = an.Network([2, 5, 1], seed=0, backend=backend)
     for batch_size in (None, 16):
         net.fit(X, y, epochs=11, lr=0.5, batch_size=batch_size)
         runner = training._runner(backend, net.model, an.optimizers.SGD(), batch_size, False, False)
-        compiled = runner._cache_size()
+        compiled = runner._cache_size()  # other tests may have compiled this runner too
         for epochs in (12, 3, 250, 1):
             net.fit(X, y, epochs=epochs, lr=0.5, batch_size=batch_size)
-        assert runner._cache_size() == compiled == 1
+        assert runner._cache_size() == compiled
 
 
 PEAK = textwrap.dedent(

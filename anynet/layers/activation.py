@@ -16,7 +16,7 @@ from .. import activations as math
 from .._validation import check_non_negative_float
 from ..registry import activations as activation_registry
 from ..registry import register_activation
-from .base import Layer
+from .base import Layer, Params
 
 __all__ = ["Activation", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
@@ -27,8 +27,8 @@ Array = Any
 class Activation(Layer):
     """Base class of activations: ``y = f(z)`` on rows-are-samples ``z``.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     output_only : bool
         Allowed as the network's output only (softmax).
     """
@@ -43,11 +43,11 @@ class Activation(Layer):
         """``dL/dz`` from ``dy = dL/dy``, the input ``z`` and the output ``y``."""
         raise NotImplementedError
 
-    def forward(self, params, x, *, xp, train):
+    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
         y = self.value(x, xp=xp)
         return y, (x, y)
 
-    def backward(self, params, cache, dy, *, xp):
+    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
         z, y = cache
         return self.derivative(dy, z, y, xp=xp), {}
 
@@ -67,10 +67,10 @@ class Activation(Layer):
 class Tanh(Activation):
     """Hyperbolic tangent; derivative ``1 - y**2`` as in the tutorial."""
 
-    def value(self, z, *, xp):
+    def value(self, z: Array, *, xp: Any) -> Array:
         return math.tanh(z, xp=xp)
 
-    def derivative(self, dy, z, y, *, xp):
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
         return math.tanh_backward(dy, z, y, xp=xp)
 
 
@@ -78,10 +78,10 @@ class Tanh(Activation):
 class Sigmoid(Activation):
     """Logistic sigmoid, computed without overflow."""
 
-    def value(self, z, *, xp):
+    def value(self, z: Array, *, xp: Any) -> Array:
         return math.sigmoid(z, xp=xp)
 
-    def derivative(self, dy, z, y, *, xp):
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
         return math.sigmoid_backward(dy, z, y, xp=xp)
 
 
@@ -89,10 +89,10 @@ class Sigmoid(Activation):
 class ReLU(Activation):
     """``max(z, 0)``; derivative 0 at 0, as in PyTorch."""
 
-    def value(self, z, *, xp):
+    def value(self, z: Array, *, xp: Any) -> Array:
         return math.relu(z, xp=xp)
 
-    def derivative(self, dy, z, y, *, xp):
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
         return math.relu_backward(dy, z, y, xp=xp)
 
 
@@ -105,12 +105,12 @@ class LeakyReLU(Activation):
     def __post_init__(self) -> None:
         check_non_negative_float(self.slope, "slope")
 
-    def value(self, z, *, xp):
+    def value(self, z: Array, *, xp: Any) -> Array:
         return (
             xp.maximum(z, self.slope * z) if self.slope <= 1 else xp.where(z > 0, z, self.slope * z)
         )
 
-    def derivative(self, dy, z, y, *, xp):
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
         return xp.where(z > 0, dy, self.slope * dy)
 
 
@@ -118,10 +118,10 @@ class LeakyReLU(Activation):
 class Identity(Activation):
     """``z`` unchanged (a linear output, for regression)."""
 
-    def value(self, z, *, xp):
+    def value(self, z: Array, *, xp: Any) -> Array:
         return z
 
-    def derivative(self, dy, z, y, *, xp):
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
         return dy
 
 
@@ -131,10 +131,10 @@ class Softmax(Activation):
 
     output_only: ClassVar[bool] = True
 
-    def value(self, z, *, xp):
+    def value(self, z: Array, *, xp: Any) -> Array:
         return math.softmax(z, axis=-1, xp=xp)
 
-    def derivative(self, dy, z, y, *, xp):
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
         return math.softmax_backward(dy, z, y, axis=-1, xp=xp)
 
 

@@ -29,18 +29,25 @@ import numpy as np
 from ..errors import InputError
 from ..registry import layers as layer_registry
 
-__all__ = ["Layer"]
+__all__ = ["Array", "HostParams", "Layer", "ParamShapes", "Params", "StateShapes"]
 
 Array = Any
 Params = dict[str, Array]
+#: Parameters or state as host NumPy arrays (what ``init`` and ``init_state`` return).
+HostParams = dict[str, np.ndarray]
+#: Shapes of a layer's parameters, and ``(kind, shape)`` of its state (kind ``"f"`` float,
+#: ``"i"`` integer): what :meth:`Layer.shapes` returns.
+Shape = tuple[int, ...]
+ParamShapes = dict[str, Shape]
+StateShapes = dict[str, tuple[str, Shape]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
     """Base class of every layer.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     param_names : tuple of str
         The keys of the dict :meth:`init` returns (trained by gradients).
     state_names : tuple of str
@@ -99,7 +106,7 @@ class Layer:
         """
         return self.forward(params, x, xp=xp, train=train)[0]
 
-    def shapes(self, n_in: int) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[str, ...]]]:
+    def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         """Shapes of the parameters and ``(dtype, shape)`` of the state, without drawing.
 
         What a checkpoint's arrays are checked against before they are read. The
@@ -111,7 +118,7 @@ class Layer:
         state = self.init_state(rng, n_in)
         return (
             {k: tuple(np.shape(v)) for k, v in params.items()},
-            {k: (np.asarray(v).dtype.kind, tuple(np.shape(v))) for k, v in state.items()},
+            {k: (str(np.asarray(v).dtype.kind), tuple(np.shape(v))) for k, v in state.items()},
         )
 
     def output_width(self, n_in: int) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 from .._validation import check_positive_int
 from ..random import Initializer, get_initializer
 from ..registry import initializers
-from .base import Layer
+from .base import Array, Layer, Params, ParamShapes, StateShapes
 
 __all__ = ["Dense"]
 
@@ -18,6 +18,9 @@ __all__ = ["Dense"]
 @dataclass(frozen=True, init=False)
 class Dense(Layer):
     """Fully connected layer.
+
+    The parameters it owns: ``W`` of shape ``(n_out, n_in)`` (the tutorial's layout) and
+    ``b`` of shape ``(n_out,)``; L2 regularisation applies to ``W``.
 
     Parameters
     ----------
@@ -27,9 +30,6 @@ class Dense(Layer):
         ``"xavier"`` (default), ``"he"``, ``"normal"`` or any registered initialiser.
     init_scale : float, optional
         Multiplier of the initial weights; default per initialiser (0.01 for normal).
-
-    Parameters it owns: ``W`` of shape ``(n_out, n_in)`` (the tutorial's layout) and
-    ``b`` of shape ``(n_out,)``; L2 regularisation applies to ``W``.
     """
 
     units: int
@@ -57,16 +57,16 @@ class Dense(Layer):
     def output_width(self, n_in: int) -> int:
         return self.units
 
-    def shapes(self, n_in):
+    def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         return {"W": (self.units, n_in), "b": (self.units,)}, {}
 
-    def forward(self, params, x, *, xp, train):
+    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
         return xp.matmul(x, params["W"].T) + params["b"], x
 
-    def backward(self, params, cache, dy, *, xp):
+    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
         return xp.matmul(dy, params["W"]), self.backward_params(params, cache, dy, xp=xp)
 
-    def backward_params(self, params, cache, dy, *, xp):
+    def backward_params(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> Params:
         return {"W": xp.matmul(dy.T, cache), "b": xp.sum(dy, axis=0)}
 
     def config(self) -> dict[str, Any]:

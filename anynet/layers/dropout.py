@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InputError
-from .base import Layer
+from .base import Layer, Params, ParamShapes, StateShapes
 
 __all__ = ["Dropout", "hash_uniform"]
 
@@ -99,16 +99,18 @@ class Dropout(Layer):
     def init_state(self, rng: np.random.Generator, n_in: int) -> dict[str, np.ndarray]:
         return {"rng": np.array([rng.integers(P), 0], dtype=np.int32)}
 
-    def shapes(self, n_in):
+    def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         return {}, {"rng": ("i", (2,))}
 
-    def forward(self, params, x, *, xp, train):
+    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
         return x, None
 
-    def backward(self, params, cache, dy, *, xp):
+    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
         return (dy if cache is None else dy * cache), {}
 
-    def forward_state(self, params, state, x, *, xp, train):
+    def forward_state(
+        self, params: Params, state: Params, x: Array, *, xp: Any, train: bool
+    ) -> tuple[Array, Any, Params]:
         if not train or self.threshold == 0:
             return x, None, state
         key = state["rng"]

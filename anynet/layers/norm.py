@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._validation import check_fraction, check_positive_float
-from .base import Layer
+from .base import HostParams, Layer, Params, ParamShapes, StateShapes
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -43,20 +43,20 @@ class LayerNorm(Layer):
     def __post_init__(self) -> None:
         check_positive_float(self.eps, "eps")
 
-    def init(self, rng, n_in):
+    def init(self, rng: np.random.Generator, n_in: int) -> tuple[HostParams, int]:
         return {"gamma": np.ones(n_in), "beta": np.zeros(n_in)}, n_in
 
-    def shapes(self, n_in):
+    def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         return {"gamma": (n_in,), "beta": (n_in,)}, {}
 
-    def forward(self, params, x, *, xp, train):
+    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
         mean = xp.mean(x, axis=-1, keepdims=True)
         centred = x - mean
         var = xp.mean(centred * centred, axis=-1, keepdims=True)
         xhat, inv_std = _normalise(x, mean, var, self.eps, xp)
         return params["gamma"] * xhat + params["beta"], (xhat, inv_std)
 
-    def backward(self, params, cache, dy, *, xp):
+    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
         xhat, inv_std = cache
         grads = {"gamma": xp.sum(dy * xhat, axis=0), "beta": xp.sum(dy, axis=0)}
         dx = _normalise_backward(dy * params["gamma"], xhat, inv_std, -1, xp)
@@ -86,19 +86,21 @@ class BatchNorm(Layer):
         check_fraction(self.momentum, "momentum")
         check_positive_float(self.eps, "eps")
 
-    def init(self, rng, n_in):
+    def init(self, rng: np.random.Generator, n_in: int) -> tuple[HostParams, int]:
         return {"gamma": np.ones(n_in), "beta": np.zeros(n_in)}, n_in
 
-    def init_state(self, rng, n_in):
+    def init_state(self, rng: np.random.Generator, n_in: int) -> HostParams:
         return {"mean": np.zeros(n_in), "var": np.ones(n_in)}
 
-    def shapes(self, n_in):
+    def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         return {"gamma": (n_in,), "beta": (n_in,)}, {"mean": ("f", (n_in,)), "var": ("f", (n_in,))}
 
-    def forward(self, params, x, *, xp, train):
+    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
         raise TypeError("BatchNorm has state: call forward_state(params, state, x, ...)")
 
-    def forward_state(self, params, state, x, *, xp, train):
+    def forward_state(
+        self, params: Params, state: Params, x: Array, *, xp: Any, train: bool
+    ) -> tuple[Array, Any, Params]:
         if not train:
             xhat, inv_std = _normalise(x, state["mean"], state["var"], self.eps, xp)
             return params["gamma"] * xhat + params["beta"], (xhat, inv_std, False), state
@@ -113,7 +115,7 @@ class BatchNorm(Layer):
         }
         return params["gamma"] * xhat + params["beta"], (xhat, inv_std, True), new_state
 
-    def backward(self, params, cache, dy, *, xp):
+    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
         xhat, inv_std, batch_statistics = cache
         grads = {"gamma": xp.sum(dy * xhat, axis=0), "beta": xp.sum(dy, axis=0)}
         dxhat = dy * params["gamma"]

@@ -5,8 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
-from .base import Layer, as_layer, layer_from_record, layer_to_record
+from .base import (
+    Array,
+    HostParams,
+    Layer,
+    Params,
+    ParamShapes,
+    StateShapes,
+    as_layer,
+    layer_from_record,
+    layer_to_record,
+)
 
 __all__ = ["Residual"]
 
@@ -52,7 +64,7 @@ class Residual(Layer):
     def children(self) -> tuple[Layer, ...]:
         return self.layers
 
-    def init(self, rng, n_in):
+    def init(self, rng: np.random.Generator, n_in: int) -> tuple[HostParams, int]:
         params, width = {}, n_in
         for index, child in enumerate(self.layers):
             own, width = child.init(rng, width)
@@ -64,14 +76,14 @@ class Residual(Layer):
             )
         return params, n_in
 
-    def init_state(self, rng, n_in):
+    def init_state(self, rng: np.random.Generator, n_in: int) -> HostParams:
         state, width = {}, n_in
         for index, child in enumerate(self.layers):
             state.update({f"{index}.{k}": v for k, v in child.init_state(rng, width).items()})
             width = child.output_width(width)
         return state
 
-    def shapes(self, n_in):
+    def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         params, state, width = {}, {}, n_in
         for index, child in enumerate(self.layers):
             own, own_state = child.shapes(width)
@@ -80,11 +92,13 @@ class Residual(Layer):
             width = child.output_width(width)
         return params, state
 
-    def forward(self, params, x, *, xp, train):
+    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
         y, cache, _ = self.forward_state(params, {}, x, xp=xp, train=train)
         return y, cache
 
-    def forward_state(self, params, state, x, *, xp, train):
+    def forward_state(
+        self, params: Params, state: Params, x: Array, *, xp: Any, train: bool
+    ) -> tuple[Array, Any, Params]:
         h, caches, new_state = x, [], {}
         for index, child in enumerate(self.layers):
             h, cache, child_state = child.forward_state(
@@ -94,7 +108,7 @@ class Residual(Layer):
             new_state.update({f"{index}.{k}": v for k, v in child_state.items()})
         return x + h, caches, new_state
 
-    def backward(self, params, cache, dy, *, xp):
+    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
         grads, dh = {}, dy
         for index in reversed(range(len(self.layers))):
             dh, child_grads = self.layers[index].backward(
@@ -103,7 +117,7 @@ class Residual(Layer):
             grads.update({f"{index}.{k}": g for k, g in child_grads.items()})
         return dy + dh, grads
 
-    def reference(self, params, x, *, xp, train):
+    def reference(self, params: Params, x: Array, *, xp: Any, train: bool) -> Array:
         h = x
         for index, child in enumerate(self.layers):
             h = child.reference(_sub(params, index), h, xp=xp, train=train)

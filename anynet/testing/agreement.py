@@ -416,13 +416,13 @@ def compare_backends(
     >>> result.ok
     True
     """
-    is_net = isinstance(fn_or_net, Network)
-    if not is_net and not callable(fn_or_net):
+    if not isinstance(fn_or_net, Network) and not callable(fn_or_net):
         raise InputError(
             f"fn_or_net must be a function fn(xp, *arrays) or an anynet.Network, "
             f"got {type(fn_or_net).__name__}"
         )
-    dtype = (fn_or_net.dtype if is_net else "float64") if dtype is None else dtype
+    if dtype is None:
+        dtype = fn_or_net.dtype if isinstance(fn_or_net, Network) else "float64"
     if dtype not in ("float32", "float64"):
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     rtol = RTOL[dtype] if rtol is None else _check_tolerance(rtol, "rtol")
@@ -431,7 +431,7 @@ def compare_backends(
     base = _resolve(reference)
 
     def run(backend: Backend) -> tuple[dict[str, np.ndarray], float, float | None]:
-        if is_net:
+        if isinstance(fn_or_net, Network):
             return _run_network(fn_or_net, inputs, backend, dtype, epochs, lr)
         return _run_function(fn_or_net, inputs, backend, dtype)
 

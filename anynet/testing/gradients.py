@@ -129,7 +129,11 @@ class GradientReport:
                     f"finite differences {numeric:.10g} (relative error "
                     f"{row.fd_error:.2e} > rtol {self.rtol:.0e})"
                 )
-            if row.oracle_error is not None and not row.oracle_error <= self.oracle_rtol:
+            if (
+                row.oracle_error is not None
+                and row.oracle_worst is not None
+                and not row.oracle_error <= self.oracle_rtol
+            ):
                 index, analytic, exact = row.oracle_worst
                 lines.append(
                     f"{row.name}{list(index)}: hand-written gradient {analytic:.10g}, "

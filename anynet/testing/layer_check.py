@@ -708,12 +708,13 @@ def check_layer(
                 analytic[key] = _check_result(target, grads[key], what, value.shape, problems)
     if isinstance(from_params, Mapping) and isinstance(grads, Mapping):
         for key in host_params:
-            if key in from_params and analytic.get(key) is not None:
+            mine = analytic.get(key)
+            if key in from_params and mine is not None:
                 other = np.asarray(to_numpy(from_params[key]), dtype=np.float64)
-                if other.shape != analytic[key].shape:
+                if other.shape != mine.shape:
                     continue
                 errors = relative_errors(
-                    other, analytic[key], rtol=RTOL["float64"], atol=ATOL["float64"] * scale
+                    other, mine, rtol=RTOL["float64"], atol=ATOL["float64"] * scale
                 )
                 if not float(np.max(errors, initial=0.0)) <= RTOL["float64"]:
                     problems.append(
@@ -725,11 +726,13 @@ def check_layer(
     def value_of(params: dict[str, Array], x: Array) -> float:
         return float(to_numpy(passes(params, moved_state, x, dy_dev)[-1]))
 
+    def value_at(key: str) -> Callable[[Array], float]:
+        """L as a function of the parameter ``key`` alone."""
+        return lambda a: value_of({**moved, key: a}, x_dev)
+
     numeric = {"dx": _central_differences(lambda a: value_of(moved, a), target, x, eps)}
     for key, value in host_params.items():
-        numeric[key] = _central_differences(
-            lambda a, key=key: value_of({**moved, key: a}, x_dev), target, value, eps
-        )
+        numeric[key] = _central_differences(value_at(key), target, value, eps)
 
     # -- autodiff oracles
     exact: dict[str, dict[str, np.ndarray]] = {}
