@@ -182,7 +182,7 @@ def test_repr_keeps_the_call_that_builds_the_network(backend):
     net = an.Network([2, 4, 1], ["tanh", "sigmoid"], seed=0, dtype="float64", backend=backend)
     assert repr(net) == (
         "Network([2, 4, 1], activations=['tanh', 'sigmoid'], loss='binary_crossentropy', "
-        f"dtype='float64', backend='{backend.name}', device='{backend.device}')"
+        f"dtype='float64', backend='{backend.name}', device={str(backend.device)!r})"
     )
     small = an.Sequential([Dense(4), "relu", Dense(1)], inputs=2, seed=0, backend=backend)
     assert repr(small).startswith("Sequential([Dense(4), relu, Dense(1), identity], inputs=2, ")
