@@ -19,7 +19,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 # `nox`: every backend, ONNX, JAX over several devices and processes, lint, the documentation
 # (site and examples), types
-nox.options.sessions = ["tests", "onnx", "jax_multidevice", "lint", "docs", "typecheck"]
+nox.options.sessions = ["tests", "gpu", "onnx", "jax_multidevice", "lint", "docs", "typecheck"]
 
 # The PyTorch release whose CPU wheel installs quickly here; override with
 # ANYNET_TORCH_SPEC (e.g. "torch" for the latest CUDA build).
@@ -63,6 +63,29 @@ def tests(session: nox.Session, backend: str) -> None:
     if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no CUDA device answers here (nvidia-smi not found): CuPy needs an NVIDIA GPU")
     _run_suite(session, backend, *(f"--ignore={path}" for path in OWN_SESSION.get(backend, [])))
+
+
+#: The CUDA builds for gpu(backend=...): large downloads, installed only where a GPU answers.
+GPU_PACKAGES = {
+    "cupy": ["cupy-cuda12x"],
+    "jax": ["jax[cuda12]"],
+    "torch": [os.environ.get("ANYNET_TORCH_CUDA_SPEC", "torch")],
+}
+
+
+@nox.session
+@nox.parametrize("backend", list(GPU_PACKAGES))
+def gpu(session: nox.Session, backend: str) -> None:
+    """The whole suite on CuPy, JAX or PyTorch with a CUDA GPU as the device.
+
+    Skips, saying why, where no NVIDIA GPU answers (CI). Float32 matmuls are pinned to
+    full precision (TF32 off) by tests/conftest.py.
+    """
+    if shutil.which("nvidia-smi") is None:
+        session.skip(f"no CUDA device answers here (nvidia-smi not found): {backend} on a GPU")
+    session.install("-e", ".", *TEST_TOOLS, *GPU_PACKAGES[backend])
+    env = {"JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg", "NVIDIA_TF32_OVERRIDE": "0"}
+    session.run("pytest", "--backend", backend, "--device", "gpu", *session.posargs, env=env)
 
 
 def _alias(backend: str) -> None:
