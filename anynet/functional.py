@@ -5,15 +5,13 @@
 running statistics, dropout's random stream; an empty dict for most models).
 Everything here is rows-are-samples, pure, and works inside ``jax.jit``,
 ``jax.vmap`` (an ensemble of networks from stacked parameters),
-``torch.func.vmap`` and ``torch.compile``::
+``torch.func.vmap`` and ``torch.compile``:
 
-    import jax
-    from anynet import functional as F
-
-    step = jax.jit(lambda p, s: F.train_step(net.model, opt, p, s, X, y))
-    params, opt_state = net.params, opt.init(net.params)
-    for _ in range(100):
-        params, opt_state, loss = step(params, opt_state)
+>>> from anynet import functional as F
+>>> step = jax.jit(lambda p, s: F.train_step(net.model, opt, p, s, X, y))  # doctest: +SKIP
+>>> params, opt_state = net.params, opt.init(net.params)  # doctest: +SKIP
+>>> for _ in range(100):  # doctest: +SKIP
+...     params, opt_state, loss = step(params, opt_state)
 
 Functions that take ``state=`` return the new state as their last result when it is
 given; a model with layer state needs it (``state=net.state``).
@@ -106,6 +104,15 @@ def apply(
     return out if state is None else (out, new_state)
 
 
+def _value_and_grads(
+    model: Model, params: Params, state: Params, X: Array, y: Array, train: bool, xp: Any
+) -> tuple[Array, Params, Params]:
+    """Loss, gradients and new state for ``y`` as ``fit`` takes it (encoded traceably)."""
+    z, caches, new_state = model.forward(params, state, X, xp=xp, train=train)
+    value, dz = model.head.loss_and_delta(z, model.head.targets(y, z, xp=xp), xp=xp)
+    return value, model.backward(params, caches, dz, xp=xp), new_state
+
+
 def value_and_grad(
     model: Model,
     params: Params,
@@ -121,10 +128,7 @@ def value_and_grad(
     Returns ``(loss, grads)``, or ``(loss, grads, new_state)`` when ``state`` is given.
     """
     xp = _namespace(params, X)
-    z, caches, new_state = model.forward(params, _state(model, state), X, xp=xp, train=train)
-    t = model.head.targets(y, z, xp=xp)
-    value, dz = model.head.loss_and_delta(z, t, xp=xp)
-    grads = model.backward(params, caches, dz, xp=xp)
+    value, grads, new_state = _value_and_grads(model, params, _state(model, state), X, y, train, xp)
     return (value, grads) if state is None else (value, grads, new_state)
 
 
@@ -186,10 +190,7 @@ def train_step(
     """
     xp = _namespace(params, X)
     own_state = _state(model, state)
-    z, caches, new_state = model.forward(params, own_state, X, xp=xp, train=True)
-    t = model.head.targets(y, z, xp=xp)
-    value, dz = model.head.loss_and_delta(z, t, xp=xp)
-    grads = model.backward(params, caches, dz, xp=xp)
+    value, grads, new_state = _value_and_grads(model, params, own_state, X, y, True, xp)
     rate = optimizer.lr if lr is None else lr
     params, opt_state = optimizer.update(
         params, grads, opt_state, rate, xp=xp, decay=model.decay_keys
