@@ -143,13 +143,17 @@ def step(
     lr: Any,
     *,
     xp: Any,
+    axis: int = -1,
 ) -> tuple[Params, Params, Params, Array]:
     """One training step on encoded targets ``t (n, n_outputs)``: the fit engine's step.
 
     Returns ``(params, opt_state, state, loss)``; the loss is that of ``params``
-    before the update, as in the tutorial's loop.
+    before the update, as in the tutorial's loop. ``axis=0``: ``x`` is
+    ``(n_features, n)`` (layout-free models only, see :class:`~anynet.model.Model`).
     """
-    value, grads, new_state = model.loss_and_gradients(params, state, x, t, xp=xp, train=True)
+    value, grads, new_state = model.loss_and_gradients(
+        params, state, x, t, xp=xp, train=True, axis=axis
+    )
     params, opt_state = optimizer.update(
         params, grads, opt_state, lr, xp=xp, decay=model.decay_keys
     )

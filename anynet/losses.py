@@ -122,7 +122,7 @@ def _sigmoid_bce(z: Array, t: Array, xp: Any) -> tuple[Array, Array]:
     The sigmoid inside the gradient is ``0.5 * tanh(z / 2) + 0.5``: one transcendental,
     no overflow, and an absolute error of an ulp, which is what ``p - t`` needs.
     """
-    n = _n_elements(z)
+    n = math.prod(z.shape)
     # log(1 + exp(z)) - t z, as max(z, 0) + log1p(exp(-|z|)) - t z: no overflow, and
     # on NumPy three times faster than logaddexp
     value = xp.sum(xp.maximum(z, 0.0) - t * z + xp.log1p(xp.exp(-xp.abs(z)))) / n

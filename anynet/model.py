@@ -8,7 +8,10 @@ parameters or state (counting depth-first through containers) owns the keys
 ``W1, b1, W2, b2, ...``, and ``[Dense(8), LayerNorm(), ...]`` has ``W1, b1, gamma2,
 beta2, ...``.
 
-Everything is rows-are-samples: ``x`` is ``(n_samples, n_features)``. Nothing is
+Everything is rows-are-samples: ``x`` is ``(n_samples, n_features)``, except inside
+the fit engine, which may run a model whose layers are all layout-free
+(:attr:`Model.layout_free`) in the tutorial's ``(n_features, n_samples)`` layout
+(``axis=0``). Nothing is
 updated in place, so JAX can compile a whole step and every backend runs the same
 lines. The public entry points for research loops are in :mod:`anynet.functional`.
 """
@@ -71,6 +74,7 @@ class Model:
     _slots: tuple[_Slot, ...] = field(init=False, repr=False, compare=False, hash=False)
     _decay: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
     _plan: tuple = field(init=False, repr=False, compare=False, hash=False)
+    layout_free: bool = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         slots, decay, number = [], set(), 0
@@ -93,6 +97,8 @@ class Model:
         pairs = zip(self.layers, slots, strict=True)
         plan = tuple((layer, slot.params, slot.state) for layer, slot in pairs)
         object.__setattr__(self, "_plan", plan)
+        free = all(layer.layout_free and not layer.state_names for layer in self.layers)
+        object.__setattr__(self, "layout_free", free)
 
     # -- description ---------------------------------------------------------------
     @property
@@ -164,8 +170,10 @@ class Model:
         return params, state
 
     # -- the math --------------------------------------------------------------------
+    # ``axis`` is the feature axis of ``x`` and of the logits: -1 (rows-are-samples) or,
+    # for layout-free models only, 0 (the tutorial's columns). Targets stay rows.
     def forward(
-        self, params: Params, state: Params, x: Array, *, xp: Any, train: bool
+        self, params: Params, state: Params, x: Array, *, xp: Any, train: bool, axis: int = -1
     ) -> tuple[Array, list, Params]:
         """Logits ``(n, n_outputs)``, per-layer caches and the new layer state."""
         caches, new_state, h = [], {}, x
@@ -176,45 +184,55 @@ class Model:
                 h, cache, updated = layer.forward_state(own, own_state, h, xp=xp, train=train)
                 for local, key in state_pairs:
                     new_state[key] = updated[local]
-            else:
+            elif axis == -1:  # user layers need not take ``axis``
                 h, cache = layer.forward(own, h, xp=xp, train=train)
+            else:
+                h, cache = layer.forward(own, h, xp=xp, train=train, axis=axis)
             caches.append(cache)
         return h, caches, new_state
 
-    def backward(self, params: Params, caches: list, dz: Array, *, xp: Any) -> Params:
+    def backward(
+        self, params: Params, caches: list, dz: Array, *, xp: Any, axis: int = -1
+    ) -> Params:
         """Gradients (network-wide keys) from ``dz = dL/dlogits``."""
         grads: Params = {}
         plan = self._plan
+        # only layout-free layers see ``axis=0``; user layers need not take it
+        layout = _NONE if axis == -1 else {"axis": axis}
         for index in range(len(plan) - 1, 0, -1):
             layer, param_pairs, _ = plan[index]
-            if param_pairs:
-                own = {local: params[key] for local, key in param_pairs}
-                dz, own_grads = layer.backward(own, caches[index], dz, xp=xp)
-                for local, key in param_pairs:
-                    grads[key] = own_grads[local]
-            else:
-                dz = layer.backward(_NONE, caches[index], dz, xp=xp)[0]
+            own = {local: params[key] for local, key in param_pairs} if param_pairs else _NONE
+            dz, own_grads = layer.backward(own, caches[index], dz, xp=xp, **layout)
+            for local, key in param_pairs:
+                grads[key] = own_grads[local]
         layer, param_pairs, _ = plan[0]
         if param_pairs:  # the first layer's input is the data: no dx
             own = {local: params[key] for local, key in param_pairs}
-            own_grads = layer.backward_params(own, caches[0], dz, xp=xp)
+            own_grads = layer.backward_params(own, caches[0], dz, xp=xp, **layout)
             for local, key in param_pairs:
                 grads[key] = own_grads[local]
         return grads
 
     def loss_and_gradients(
-        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, train: bool = False
-    ) -> tuple[Array, Params, Params]:
+        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, train: bool = False,
+        axis: int = -1,
+    ) -> tuple[Array, Params, Params]:  # fmt: skip
         """Mean loss (0-d), gradients and new layer state for inputs ``x`` and targets ``t``."""
-        z, caches, new_state = self.forward(params, state, x, xp=xp, train=train)
-        value, dz = self.head.loss_and_delta(z, t, xp=xp)
-        return value, self.backward(params, caches, dz, xp=xp), new_state
+        z, caches, new_state = self.forward(params, state, x, xp=xp, train=train, axis=axis)
+        if axis == -1:
+            value, dz = self.head.loss_and_delta(z, t, xp=xp)
+        else:  # the head sees rows: a transposed view, no copy
+            value, dz = self.head.loss_and_delta(z.T, t, xp=xp)
+            dz = dz.T
+        return value, self.backward(params, caches, dz, xp=xp, axis=axis), new_state
 
     def evaluate(
-        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any
+        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, axis: int = -1
     ) -> tuple[Array, Array]:
         """Mean loss and score (0-d arrays), in evaluation mode."""
-        z, _, _ = self.forward(params, state, x, xp=xp, train=False)
+        z, _, _ = self.forward(params, state, x, xp=xp, train=False, axis=axis)
+        if axis != -1:
+            z = z.T
         return self.head.loss_value(z, t, xp=xp), self.head.score(
             self.head.output(z, xp=xp), t, xp=xp
         )

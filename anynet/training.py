@@ -321,17 +321,22 @@ def _make_runner(
     """
     xp = backend.xp
     rows, replicated = placement.constrain_rows, placement.constrain_replicated
+    columns = _in_columns(model, batch_size, placement)
+    axis = 0 if columns else -1
 
     def step(
         params: Params, opt_state: Params, state: Params, xb: Array, tb: Array, lr: Array
     ) -> tuple[Params, Params, Params, Array]:
-        return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp)
+        return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis)
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
         count: Array, x: Array, t: Array, xv: Array, tv: Array,
     ) -> Any:  # fmt: skip
         n = x.shape[0]
+        if columns:  # once per chunk: a view on NumPy and torch, one transpose in XLA
+            x = xp.permute_dims(x, (1, 0))
+            xv = None if xv is None else xp.permute_dims(xv, (1, 0))
 
         def epoch(carry: tuple, inputs: tuple) -> tuple[tuple, tuple]:
             params, opt_state, state = carry
@@ -375,7 +380,7 @@ def _make_runner(
                 loss = total / count
             figures: tuple = (loss,)
             if with_validation:
-                figures += model.evaluate(params, state, rows(xv), rows(tv), xp=xp)
+                figures += model.evaluate(params, state, rows(xv), rows(tv), xp=xp, axis=axis)
             return (params, opt_state, state), figures
 
         (params, opt_state, state), figures = backend.loop(
@@ -384,6 +389,17 @@ def _make_runner(
         return replicated((params, opt_state, state, figures))
 
     return backend.jit(run)
+
+
+def _in_columns(model: Model, batch_size: int | None, placement: Placement) -> bool:
+    """Whether the runner keeps the tutorial's ``(features, samples)`` layout inside.
+
+    Measured (benchmarks/README.md): full-batch steps of small layout-free networks run
+    faster in columns on NumPy, JAX and torch (W1: the bias broadcast and reductions
+    over the contiguous axis); minibatches are gathered by rows, and data-parallel
+    batches are split by rows, so both stay in rows.
+    """
+    return model.layout_free and batch_size is None and placement is SINGLE_DEVICE
 
 
 def _runner(

@@ -195,6 +195,28 @@ def test_a_wrong_dx_is_caught_and_named(backend):
     assert caught.value.report.errors["dx"] > 1e-2
 
 
+@dataclass(frozen=True, init=False)
+class ColumnsWithoutBias(Dense):
+    """Declares itself layout-free but forgets the bias in the columns layout (a planted bug)."""
+
+    def forward(self, params, x, *, xp, train, axis=-1):
+        if axis == 0:
+            return xp.matmul(params["W"], x), x
+        return super().forward(params, x, xp=xp, train=train)
+
+
+def test_a_layout_free_layer_is_checked_in_columns_too(backend):
+    assert Dense.layout_free and Tanh.layout_free and not LayerNorm.layout_free
+    assert check(Dense(3), 4, backend).ok
+    params, _ = generic_point(ColumnsWithoutBias(3), 4)  # b is not zero there
+    with pytest.raises(LayerCheckError) as caught:
+        check(ColumnsWithoutBias(3), 4, backend, params=params)
+    message = str(caught.value)
+    assert "layout_free" in message and "axis=0" in message and "y" in message
+    # the rows path is right: the gradients themselves still pass
+    assert caught.value.report.errors["b"] <= GRADIENT_RTOL["float64"]
+
+
 @dataclass(frozen=True)
 class FastFirstLayer(Affine):
     """Overrides backward_params (used for a network's first layer) with a wrong ``W``."""

@@ -149,9 +149,11 @@ def test_torch_func_vmap_train_step_equals_separate_steps(backend):
     for index, net in enumerate(nets):
         history = net.fit(X, Y, epochs=3, optimizer=opt)
         assert float(losses[index]) == pytest.approx(history.loss[-1], rel=1e-13)
+        # fit runs this full-batch model in the (features, samples) layout: the same sums
+        # in another order, a few ulps apart, which Adam's first steps amplify
         for key in net.params:
             np.testing.assert_allclose(
-                host(params[key][index]), host(net.params[key]), rtol=1e-12, atol=1e-15
+                host(params[key][index]), host(net.params[key]), rtol=1e-10, atol=1e-15
             )
 
 

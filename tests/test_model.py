@@ -21,6 +21,7 @@ from anynet.layers import (
     Identity,
     Layer,
     LayerNorm,
+    LeakyReLU,
     ReLU,
     Residual,
     Sigmoid,
@@ -80,6 +81,33 @@ def test_network_shortcut_equals_the_same_sequential_bit_for_bit(backend):
     h1 = short.fit(X, y, epochs=20, lr=1.2)
     h2 = long.fit(X, y, epochs=20, lr=1.2)
     assert h1.loss == h2.loss
+
+
+def test_full_batch_fit_in_the_columns_layout_equals_rows_steps(backend):
+    """fit keeps layout-free models in (features, samples) inside; the numbers are those of
+    rows-are-samples steps through anynet.functional (float64, 1e-12)."""
+    X, _ = data(n=50, n_in=3)
+    labels = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)  # three classes
+    layers = [Dense(6), "tanh", Dense(5), "relu", Dense(4), LeakyReLU(0.2), Dense(3)]
+    net = an.Sequential(layers, inputs=3, loss="categorical_crossentropy", seed=2,
+                        dtype="float64", backend=backend)  # fmt: skip
+    assert net.model.layout_free
+    assert not an.Sequential([Dense(4), LayerNorm(), Dense(1)], inputs=3).model.layout_free
+    assert not an.Sequential([Dense(4), Dropout(0.5), Dense(1)], inputs=3).model.layout_free
+    optimizer = an.optimizers.Adam(lr=0.05)
+    params = dict(net.params)
+    opt_state = optimizer.init(params)
+    X_dev, y_dev = net.backend.asarray(X, "float64"), net.backend.asarray(labels)
+    losses = []
+    for _ in range(15):
+        params, opt_state, loss = an.functional.train_step(
+            net.model, optimizer, params, opt_state, X_dev, y_dev
+        )
+        losses.append(float(an.to_numpy(loss)))
+    history = net.fit(X, labels, epochs=15, optimizer=optimizer)
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-12, atol=0)
+    for key, value in params.items():
+        np.testing.assert_allclose(host(net.params[key]), host(value), rtol=1e-11, atol=1e-14)
 
 
 def test_sequential_refuses_bad_layer_lists():

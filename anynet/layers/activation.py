@@ -43,11 +43,16 @@ class Activation(Layer):
         """``dL/dz`` from ``dy = dL/dy``, the input ``z`` and the output ``y``."""
         raise NotImplementedError
 
-    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
+    # ``axis`` only reaches layout-free (elementwise) activations, which ignore it
+    def forward(
+        self, params: Params, x: Array, *, xp: Any, train: bool, axis: int = -1
+    ) -> tuple[Array, Any]:
         y = self.value(x, xp=xp)
         return y, (x, y)
 
-    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
+    def backward(
+        self, params: Params, cache: Any, dy: Array, *, xp: Any, axis: int = -1
+    ) -> tuple[Array, Params]:
         z, y = cache
         return self.derivative(dy, z, y, xp=xp), {}
 
@@ -67,6 +72,8 @@ class Activation(Layer):
 class Tanh(Activation):
     """Hyperbolic tangent; derivative ``1 - y**2`` as in the tutorial."""
 
+    layout_free: ClassVar[bool] = True
+
     def value(self, z: Array, *, xp: Any) -> Array:
         return math.tanh(z, xp=xp)
 
@@ -77,6 +84,8 @@ class Tanh(Activation):
 @dataclass(frozen=True)
 class Sigmoid(Activation):
     """Logistic sigmoid, computed without overflow."""
+
+    layout_free: ClassVar[bool] = True
 
     def value(self, z: Array, *, xp: Any) -> Array:
         return math.sigmoid(z, xp=xp)
@@ -89,6 +98,8 @@ class Sigmoid(Activation):
 class ReLU(Activation):
     """``max(z, 0)``; derivative 0 at 0, as in PyTorch."""
 
+    layout_free: ClassVar[bool] = True
+
     def value(self, z: Array, *, xp: Any) -> Array:
         return math.relu(z, xp=xp)
 
@@ -99,6 +110,8 @@ class ReLU(Activation):
 @dataclass(frozen=True)
 class LeakyReLU(Activation):
     """``z`` for ``z > 0``, else ``slope * z``."""
+
+    layout_free: ClassVar[bool] = True
 
     slope: float = 0.01
 
@@ -117,6 +130,8 @@ class LeakyReLU(Activation):
 @dataclass(frozen=True)
 class Identity(Activation):
     """``z`` unchanged (a linear output, for regression)."""
+
+    layout_free: ClassVar[bool] = True
 
     def value(self, z: Array, *, xp: Any) -> Array:
         return z

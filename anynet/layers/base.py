@@ -48,6 +48,8 @@ class Layer:
 
     Attributes
     ----------
+    layout_free : bool
+        Whether the math methods take ``axis=0`` for ``(n_features, n_samples)`` data.
     param_names : tuple of str
         The keys of the dict :meth:`init` returns (trained by gradients).
     state_names : tuple of str
@@ -59,6 +61,12 @@ class Layer:
     param_names: ClassVar[tuple[str, ...]] = ()
     state_names: ClassVar[tuple[str, ...]] = ()
     decay: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`forward`, :meth:`backward` and :meth:`backward_params` also take
+    #: ``axis=0``: data in the tutorial's ``(n_features, n_samples)`` layout (the default
+    #: ``axis=-1`` is rows-are-samples). The fit engine runs a model whose layers are all
+    #: layout-free in that layout where it is measured faster (small full-batch
+    #: networks); users never see it. Elementwise layers are layout-free as they are.
+    layout_free: ClassVar[bool] = False
 
     # -- the protocol ------------------------------------------------------------
     def init(self, rng: np.random.Generator, n_in: int) -> tuple[dict[str, np.ndarray], int]:
@@ -90,12 +98,17 @@ class Layer:
         y, cache = self.forward(params, x, xp=xp, train=train)
         return y, cache, state
 
-    def backward_params(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> Params:
+    def backward_params(
+        self, params: Params, cache: Any, dy: Array, *, xp: Any, axis: int = -1
+    ) -> Params:
         """Only the parameter gradients (for the first layer, whose input is the data).
 
         The default calls :meth:`backward`; override it when ``dx`` costs much.
+        ``axis`` only reaches layout-free layers (see :attr:`layout_free`).
         """
-        return self.backward(params, cache, dy, xp=xp)[1]
+        if axis == -1:
+            return self.backward(params, cache, dy, xp=xp)[1]
+        return self.backward(params, cache, dy, xp=xp, axis=axis)[1]
 
     def reference(self, params: Params, x: Array, *, xp: Any, train: bool) -> Array:
         """An independent forward pass for the autodiff oracles of :mod:`anynet.testing`.

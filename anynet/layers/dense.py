@@ -40,6 +40,7 @@ class Dense(Layer):
 
     param_names: ClassVar[tuple[str, ...]] = ("W", "b")
     decay: ClassVar[tuple[str, ...]] = ("W",)
+    layout_free: ClassVar[bool] = True
 
     def __init__(
         self, units: int, init: str | Initializer = "xavier", init_scale: float | None = None
@@ -60,13 +61,28 @@ class Dense(Layer):
     def shapes(self, n_in: int) -> tuple[ParamShapes, StateShapes]:
         return {"W": (self.units, n_in), "b": (self.units,)}, {}
 
-    def forward(self, params: Params, x: Array, *, xp: Any, train: bool) -> tuple[Array, Any]:
-        return xp.matmul(x, params["W"].T) + params["b"], x
+    # ``axis`` is the feature axis: -1 for rows ``x (n, n_in)``, 0 for the tutorial's
+    # columns ``x (n_in, n)``, where the same numbers are ``W @ x + b`` (transposed)
+    def forward(
+        self, params: Params, x: Array, *, xp: Any, train: bool, axis: int = -1
+    ) -> tuple[Array, Any]:
+        W, b = params["W"], params["b"]
+        if axis == 0:
+            return xp.matmul(W, x) + b[:, None], x
+        return xp.matmul(x, W.T) + b, x
 
-    def backward(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> tuple[Array, Params]:
-        return xp.matmul(dy, params["W"]), self.backward_params(params, cache, dy, xp=xp)
+    def backward(
+        self, params: Params, cache: Any, dy: Array, *, xp: Any, axis: int = -1
+    ) -> tuple[Array, Params]:
+        W = params["W"]
+        dx = xp.matmul(W.T, dy) if axis == 0 else xp.matmul(dy, W)
+        return dx, self.backward_params(params, cache, dy, xp=xp, axis=axis)
 
-    def backward_params(self, params: Params, cache: Any, dy: Array, *, xp: Any) -> Params:
+    def backward_params(
+        self, params: Params, cache: Any, dy: Array, *, xp: Any, axis: int = -1
+    ) -> Params:
+        if axis == 0:
+            return {"W": xp.matmul(dy, cache.T), "b": xp.sum(dy, axis=1)}
         return {"W": xp.matmul(dy.T, cache), "b": xp.sum(dy, axis=0)}
 
     def config(self) -> dict[str, Any]:

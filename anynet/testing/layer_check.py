@@ -409,6 +409,47 @@ def _passes(layer: Layer, backend: Backend, train: bool) -> Callable[..., Any]:
     return _compiled(backend, run)
 
 
+def _columns_problems(
+    layer: Layer, backend: Backend, params: dict, x: Array, dy: Array, train: bool,
+    y_rows: np.ndarray, rows: dict[str, np.ndarray | None], scale: float,
+) -> list[str]:  # fmt: skip
+    """A layout-free layer must compute, on ``(features, samples)`` data with ``axis=0``,
+    the transposes of what it computes on rows (the fit engine may run it that way)."""
+    xp, name = backend.xp, type(layer).__name__
+    columns = {}
+    try:
+        y, cache = layer.forward(params, xp.permute_dims(x, (1, 0)), xp=xp, train=train, axis=0)
+        dy_columns = xp.permute_dims(dy, (1, 0))
+        dx, grads = layer.backward(params, cache, dy_columns, xp=xp, axis=0)
+        from_params = layer.backward_params(params, cache, dy_columns, xp=xp, axis=0)
+    except Exception as exc:
+        return [f"{name} is layout_free, but its methods fail with axis=0: {exc!r}"]
+    columns["y"] = (np.transpose(to_numpy(y)), y_rows)
+    columns["dx"] = (np.transpose(to_numpy(dx)), rows.get("dx"))
+    for key, value in grads.items():
+        columns[f"backward's {key!r}"] = (to_numpy(value), rows.get(key))
+    for key, value in from_params.items():
+        columns[f"backward_params' {key!r}"] = (to_numpy(value), rows.get(key))
+    problems = []
+    for what, (got, expected) in columns.items():
+        if expected is None:
+            continue
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != expected.shape:
+            problems.append(
+                f"{name} with axis=0 gives {what} of shape {got.shape} (transposed back), "
+                f"rows give {expected.shape}"
+            )
+            continue
+        errors = relative_errors(got, expected, rtol=RTOL["float64"], atol=ATOL["float64"] * scale)
+        if not float(np.max(errors, initial=0.0)) <= RTOL["float64"]:
+            problems.append(
+                f"{name} is layout_free, but with axis=0 its {what} differs from the rows "
+                f"result (max relative difference {float(np.max(errors)):.2e})"
+            )
+    return problems
+
+
 def _central_differences(
     place: Callable[[Array], float], backend: Backend, base: np.ndarray, eps: float
 ) -> np.ndarray:
@@ -540,7 +581,9 @@ def check_layer(
        NumPy's at :data:`~anynet.testing.RTOL` / :data:`~anynet.testing.ATOL` of float64;
     4. the layer protocol is checked: the keys of ``init``, ``init_state``, ``backward``
        and ``backward_params`` (which must agree with ``backward``), the shapes of
-       ``shapes`` and ``output_width``, and that results are arrays of the backend.
+       ``shapes`` and ``output_width``, and that results are arrays of the backend;
+    5. a layer that declares ``layout_free`` must give, with ``axis=0`` on transposed
+       ``x`` and ``dy``, the transposes of ``y`` and ``dx`` and the same gradients.
 
     Parameters
     ----------
@@ -721,6 +764,11 @@ def check_layer(
                         f"backward_params' gradient {key!r} differs from backward's (max "
                         f"relative difference {float(np.max(errors)):.2e})"
                     )
+
+    if layer.layout_free:
+        problems.extend(
+            _columns_problems(layer, target, moved, x_dev, dy_dev, train, y_host, analytic, scale)
+        )
 
     # -- finite differences of L, on the same backend
     def value_of(params: dict[str, Array], x: Array) -> float:
