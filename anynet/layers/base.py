@@ -108,7 +108,8 @@ class Layer:
         """
         if axis == -1:
             return self.backward(params, cache, dy, xp=xp)[1]
-        return self.backward(params, cache, dy, xp=xp, axis=axis)[1]
+        backward: Any = self.backward  # a layout-free layer's, which takes ``axis``
+        return backward(params, cache, dy, xp=xp, axis=axis)[1]
 
     def reference(self, params: Params, x: Array, *, xp: Any, train: bool) -> Array:
         """An independent forward pass for the autodiff oracles of :mod:`anynet.testing`.

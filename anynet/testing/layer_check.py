@@ -416,11 +416,13 @@ def _columns_problems(
     """A layout-free layer must compute, on ``(features, samples)`` data with ``axis=0``,
     the transposes of what it computes on rows (the fit engine may run it that way)."""
     xp, name = backend.xp, type(layer).__name__
-    columns = {}
+    columns: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    forward: Any = layer.forward  # a layout-free layer's methods take ``axis``
+    backward: Any = layer.backward
     try:
-        y, cache = layer.forward(params, xp.permute_dims(x, (1, 0)), xp=xp, train=train, axis=0)
+        y, cache = forward(params, xp.permute_dims(x, (1, 0)), xp=xp, train=train, axis=0)
         dy_columns = xp.permute_dims(dy, (1, 0))
-        dx, grads = layer.backward(params, cache, dy_columns, xp=xp, axis=0)
+        dx, grads = backward(params, cache, dy_columns, xp=xp, axis=0)
         from_params = layer.backward_params(params, cache, dy_columns, xp=xp, axis=0)
     except Exception as exc:
         return [f"{name} is layout_free, but its methods fail with axis=0: {exc!r}"]
