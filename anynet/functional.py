@@ -19,6 +19,7 @@ given; a model with layer state needs it (``state=net.state``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -144,20 +145,54 @@ def step(
     *,
     xp: Any,
     axis: int = -1,
+    apply_update: Callable[[Array, Any, Array], Array] | None = None,
+    layerwise: bool = False,
 ) -> tuple[Params, Params, Params, Array]:
     """One training step on encoded targets ``t (n, n_outputs)``: the fit engine's step.
 
     Returns ``(params, opt_state, state, loss)``; the loss is that of ``params``
     before the update, as in the tutorial's loop. ``axis=0``: ``x`` is
     ``(n_features, n)`` (layout-free models only, see :class:`~anynet.model.Model`).
+
+    With ``apply_update`` (from :meth:`anynet.Backend.updater`) and an optimizer that
+    gives :meth:`~anynet.optimizers.Optimizer.directions`, every parameter becomes
+    ``apply_update(p, lr, direction)``, which may write into ``p``: the same numbers as
+    :meth:`~anynet.optimizers.Optimizer.update`. With ``layerwise`` too, each layer is
+    updated as soon as backprop has passed it, so all gradients never coexist (for
+    large networks; on small ones the per-layer calls cost more than they save).
     """
-    value, grads, new_state = model.loss_and_gradients(
-        params, state, x, t, xp=xp, train=True, axis=axis
-    )
-    params, opt_state = optimizer.update(
-        params, grads, opt_state, lr, xp=xp, decay=model.decay_keys
-    )
-    return params, opt_state, new_state, value
+    decay = model.decay_keys
+    if apply_update is None or not optimizer.layerwise:
+        value, grads, new_state = model.loss_and_gradients(
+            params, state, x, t, xp=xp, train=True, axis=axis
+        )
+        params, opt_state = optimizer.update(params, grads, opt_state, lr, xp=xp, decay=decay)
+        return params, opt_state, new_state, value
+    if not layerwise:
+        value, grads, new_state = model.loss_and_gradients(
+            params, state, x, t, xp=xp, train=True, axis=axis
+        )
+        directions, opt_state = optimizer.directions(params, grads, opt_state, xp=xp, decay=decay)
+        del grads
+        params = {key: apply_update(params[key], lr, directions[key]) for key in params}
+        return params, opt_state, new_state, value
+    z, caches, new_state = model.forward(params, state, x, xp=xp, train=True, axis=axis)
+    value, dz = model.loss_and_delta(z, t, xp=xp, axis=axis)
+    del z
+    new_params: Params = {}
+    new_opt_state: Params = {}
+
+    def update_layer(grads: Params) -> None:
+        own = {key: params[key] for key in grads}
+        directions, slots = optimizer.directions(own, grads, opt_state, xp=xp, decay=decay)
+        del grads
+        for key, direction in directions.items():
+            new_params[key] = apply_update(own[key], lr, direction)
+        new_opt_state.update(slots)
+
+    model.backward(params, caches, dz, xp=xp, axis=axis, on_grads=update_layer)
+    new_params = {key: new_params[key] for key in params}  # layer order, as given
+    return new_params, new_opt_state if opt_state else opt_state, new_state, value
 
 
 def train_step(

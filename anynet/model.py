@@ -192,26 +192,48 @@ class Model:
         return h, caches, new_state
 
     def backward(
-        self, params: Params, caches: list, dz: Array, *, xp: Any, axis: int = -1
-    ) -> Params:
-        """Gradients (network-wide keys) from ``dz = dL/dlogits``."""
+        self, params: Params, caches: list, dz: Array, *, xp: Any, axis: int = -1,
+        on_grads: Any = None,
+    ) -> Params:  # fmt: skip
+        """Gradients (network-wide keys) from ``dz = dL/dlogits``.
+
+        Consumes ``caches`` (each entry is dropped once its layer is done, so activations
+        are freed as backprop goes). With ``on_grads``, each layer's gradients are handed
+        to ``on_grads(grads)`` as soon as backprop has passed the layer (last layer
+        first) instead of being returned: all gradients never coexist.
+        """
         grads: Params = {}
         plan = self._plan
         # only layout-free layers see ``axis=0``; user layers need not take it
         layout = _NONE if axis == -1 else {"axis": axis}
-        for index in range(len(plan) - 1, 0, -1):
+        for index in range(len(plan) - 1, -1, -1):
             layer, param_pairs, _ = plan[index]
+            if index == 0 and not param_pairs:
+                break
+            cache, caches[index] = caches[index], None
             own = {local: params[key] for local, key in param_pairs} if param_pairs else _NONE
-            dz, own_grads = layer.backward(own, caches[index], dz, xp=xp, **layout)
-            for local, key in param_pairs:
-                grads[key] = own_grads[local]
-        layer, param_pairs, _ = plan[0]
-        if param_pairs:  # the first layer's input is the data: no dx
-            own = {local: params[key] for local, key in param_pairs}
-            own_grads = layer.backward_params(own, caches[0], dz, xp=xp, **layout)
-            for local, key in param_pairs:
-                grads[key] = own_grads[local]
+            if index:
+                dz, own_grads = layer.backward(own, cache, dz, xp=xp, **layout)
+            else:  # the first layer's input is the data: no dx
+                own_grads = layer.backward_params(own, cache, dz, xp=xp, **layout)
+            del cache
+            if not param_pairs:
+                continue
+            if on_grads is None:
+                for local, key in param_pairs:
+                    grads[key] = own_grads[local]
+            else:
+                on_grads({key: own_grads[local] for local, key in param_pairs})
+                del own_grads
         return grads
+
+    def loss_and_delta(self, z: Array, t: Array, *, xp: Any, axis: int = -1) -> tuple[Array, Array]:
+        """Mean loss (0-d) and ``dL/dz`` from logits ``z`` (feature axis ``axis``) and
+        rows-are-samples targets ``t``."""
+        if axis == -1:
+            return self.head.loss_and_delta(z, t, xp=xp)
+        value, dz = self.head.loss_and_delta(z.T, t, xp=xp)  # the head sees rows: a view
+        return value, dz.T
 
     def loss_and_gradients(
         self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, train: bool = False,
@@ -219,11 +241,7 @@ class Model:
     ) -> tuple[Array, Params, Params]:  # fmt: skip
         """Mean loss (0-d), gradients and new layer state for inputs ``x`` and targets ``t``."""
         z, caches, new_state = self.forward(params, state, x, xp=xp, train=train, axis=axis)
-        if axis == -1:
-            value, dz = self.head.loss_and_delta(z, t, xp=xp)
-        else:  # the head sees rows: a transposed view, no copy
-            value, dz = self.head.loss_and_delta(z.T, t, xp=xp)
-            dz = dz.T
+        value, dz = self.loss_and_delta(z, t, xp=xp, axis=axis)
         return value, self.backward(params, caches, dz, xp=xp, axis=axis), new_state
 
     def evaluate(

@@ -1,13 +1,19 @@
 """Optimizers as pure functions over the params dict, and learning-rate schedules.
 
-An optimizer is a small frozen dataclass of hyperparameters with two pure
-methods::
+An optimizer is a small frozen dataclass of hyperparameters with pure methods::
 
     state = opt.init(params, xp=xp)                          # dict of arrays
     params, state = opt.update(params, grads, state, lr, xp=xp)
+    directions, state = opt.directions(params, grads, state, xp=xp)
 
-Nothing is updated in place, so JAX can compile the whole step and CuPy/torch
-work unchanged. The state is a flat ``dict[str, array]`` (``"step"``,
+``update`` is ``p - lr * direction`` for every parameter. The math updates nothing in
+place, so JAX can compile the whole step and CuPy/torch work unchanged; the fit engine
+asks for ``directions`` (on large models one layer at a time, as soon as backprop has
+passed the layer) and lets the backend apply ``p - lr * direction`` (in place on NumPy,
+CuPy and torch: :meth:`anynet.Backend.updater`). ``directions`` reads only the keys of the
+``params`` it is given, so it works on any subset.
+
+The state is a flat ``dict[str, array]`` (``"step"``,
 ``"velocity.W1"``, ``"m.W1"``, ...) living on the device next to the params,
 which also makes it trivially checkpointable. The learning rate arrives as a
 0-d array each step, so a schedule never triggers a recompilation.
@@ -111,9 +117,41 @@ class Optimizer:
         """One update. Returns new params and state.
 
         ``lr`` is a 0-d array of the params' dtype (or a float); ``decay`` the keys L2
-        applies to (None: all).
+        applies to (None: all). A subclass implements :meth:`directions`, or overrides
+        this method (the fit engine then updates all parameters at once, without
+        :meth:`anynet.Backend.apply_update`).
+        """
+        directions, new_state = self.directions(params, grads, state, xp=xp, decay=decay)
+        return {key: params[key] - lr * directions[key] for key in params}, new_state
+
+    def directions(
+        self,
+        params: Params,
+        grads: Params,
+        state: dict[str, Array],
+        *,
+        xp: Any = None,
+        decay: Any = None,
+    ) -> tuple[Params, dict[str, Array]]:
+        """``(directions, new state)``: the update is ``p - lr * direction``.
+
+        Reads and returns the state of the keys of ``params`` only (plus shared entries
+        such as ``"step"``, the same whichever subset is given).
         """
         raise NotImplementedError
+
+    @property
+    def layerwise(self) -> bool:
+        """Whether :meth:`update` is this optimizer's :meth:`directions` applied (so the
+        fit engine may apply them itself, in place and layer by layer): False for a
+        subclass that overrides ``update`` below the class that gives ``directions``."""
+        mro = type(self).__mro__
+
+        def definer(name: str) -> int:
+            return next(depth for depth, cls in enumerate(mro) if name in vars(cls))
+
+        given = type(self).directions is not Optimizer.directions
+        return given and definer("directions") <= definer("update")
 
     def with_lr(self, lr: float) -> Optimizer:
         """A copy with another base learning rate."""
@@ -146,27 +184,25 @@ class SGD(Optimizer):
         state.update({f"velocity.{key}": xp.zeros_like(p) for key, p in params.items()})
         return state
 
-    def update(
+    def directions(
         self,
         params: Params,
         grads: Params,
         state: dict[str, Array],
-        lr: Array,
         *,
         xp: Any = None,
         decay: Any = None,
     ) -> tuple[Params, dict[str, Array]]:
         grads = _with_l2(params, grads, self.l2, decay)
         if not self.momentum:
-            return {key: params[key] - lr * grads[key] for key in params}, state
+            return {key: grads[key] for key in params}, state
         new_state = {"step": state["step"] + 1}
-        new_params = {}
-        for key, p in params.items():
+        directions = {}
+        for key in params:
             velocity = self.momentum * state[f"velocity.{key}"] + grads[key]
             new_state[f"velocity.{key}"] = velocity
-            direction = grads[key] + self.momentum * velocity if self.nesterov else velocity
-            new_params[key] = p - lr * direction
-        return new_params, new_state
+            directions[key] = grads[key] + self.momentum * velocity if self.nesterov else velocity
+        return directions, new_state
 
 
 @dataclass(frozen=True)
@@ -208,12 +244,11 @@ class Adam(Optimizer):
             state[f"v.{key}"] = xp.zeros_like(p)
         return state
 
-    def update(
+    def directions(
         self,
         params: Params,
         grads: Params,
         state: dict[str, Array],
-        lr: Array,
         *,
         xp: Any = None,
         decay: Any = None,
@@ -224,7 +259,7 @@ class Adam(Optimizer):
         step = state["step"] + 1
         correction1 = 1 - beta1**step
         correction2 = 1 - beta2**step
-        new_params, new_state = {}, {"step": step}
+        directions, new_state = {}, {"step": step}
         for key, p in params.items():
             g = grads[key]
             m = beta1 * state[f"m.{key}"] + (1 - beta1) * g
@@ -233,8 +268,8 @@ class Adam(Optimizer):
             direction = (m / correction1) / (xp.sqrt(v / correction2) + self.eps)
             if self.weight_decay:
                 direction = direction + self.weight_decay * p
-            new_params[key] = p - lr * direction
-        return new_params, new_state
+            directions[key] = direction
+        return directions, new_state
 
 
 @dataclass(frozen=True)

@@ -323,15 +323,28 @@ def _make_runner(
     rows, replicated = placement.constrain_rows, placement.constrain_replicated
     columns = _in_columns(model, batch_size, placement)
     axis = 0 if columns else -1
-
-    def step(
-        params: Params, opt_state: Params, state: Params, xb: Array, tb: Array, lr: Array
-    ) -> tuple[Params, Params, Params, Array]:
-        return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis)
+    layerwise = _layer_by_layer(model)
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
         count: Array, x: Array, t: Array, xv: Array, tv: Array,
+    ) -> Any:  # fmt: skip
+        # in place where the backend allows, from the second update of each parameter
+        update = backend.updater()
+
+        def step(
+            params: Params, opt_state: Params, state: Params, xb: Array, tb: Array, lr: Array
+        ) -> tuple[Params, Params, Params, Array]:
+            return train_step(
+                model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis,
+                apply_update=update, layerwise=layerwise,
+            )  # fmt: skip
+
+        return chunk(step, params, opt_state, state, lrs, orders, count, x, t, xv, tv)
+
+    def chunk(
+        step: Callable, params: Params, opt_state: Params, state: Params, lrs: Array,
+        orders: Array, count: Array, x: Array, t: Array, xv: Array, tv: Array,
     ) -> Any:  # fmt: skip
         n = x.shape[0]
         if columns:  # once per chunk: a view on NumPy and torch, one transpose in XLA
@@ -400,6 +413,17 @@ def _in_columns(model: Model, batch_size: int | None, placement: Placement) -> b
     batches are split by rows, so both stay in rows.
     """
     return model.layout_free and batch_size is None and placement is SINGLE_DEVICE
+
+
+#: Parameters (elements) from which the engine updates each layer as soon as backprop has
+#: passed it: below, the per-layer calls cost more than the memory they save is worth.
+LAYERWISE_PARAMS = 2**20
+
+
+def _layer_by_layer(model: Model) -> bool:
+    """Whether the step updates layer by layer (large models: all gradients never coexist)."""
+    shapes, _ = model.shapes()
+    return sum(math.prod(shape) for shape in shapes.values()) >= LAYERWISE_PARAMS
 
 
 def _runner(

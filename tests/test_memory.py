@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import anynet as an
+from anynet import backend as backend_module
 from anynet import functional as F
 from anynet import training
 from anynet.layers import BatchNorm, Dense, LayerNorm
@@ -115,3 +117,40 @@ def test_peak_memory_does_not_grow_with_epochs(backend):
         peaks[epochs] = json.loads(result.stdout.strip().splitlines()[-1])["after_kb"]
     # 60 epochs' shuffle orders alone would be 60 * 200_000 * 8 bytes = 96 MB
     assert peaks[60] <= peaks[3] * 1.10 + 8_000, peaks
+
+
+def _peak_of_fit(net, X, y, **options):
+    """Peak of NumPy memory newly allocated during ``fit`` (NumPy reports to tracemalloc)."""
+    net.fit(X, y, epochs=1, **options)  # warm: the runner exists
+    tracemalloc.start()
+    try:
+        net.fit(X, y, epochs=3, **options)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.backends("numpy", reason="tracemalloc sees NumPy's buffers only")
+def test_large_models_update_layer_by_layer_in_place(backend, monkeypatch):
+    """At the update, all gradients never coexist and no parameter is rebuilt each step:
+    the peak is the chunk's one new copy of the parameters, plus the largest layer's
+    gradient and a block of the update (the pure update holds about 3.8 parameter copies)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 256)), rng.integers(0, 2, 8)
+    widths = [256, 512, 512, 512, 512, 512, 1]  # layers of one size: where it matters most
+    net = an.Network(widths, ["relu"] * 5 + ["sigmoid"], seed=0, dtype="float64",
+                     backend=backend)  # fmt: skip
+    sizes = [value.nbytes for value in net.params.values()]
+    assert sum(v.size for v in net.params.values()) >= training.LAYERWISE_PARAMS
+    taken = {key: host(value).copy() for key, value in net.params.items()}
+    arrays = net.params
+    peak = _peak_of_fit(net, X, y, lr=0.01)
+    block = backend_module._UPDATE_BLOCK * 8
+    assert peak <= sum(sizes) + max(sizes) + 2 * block, (peak, sizes)
+    for key, value in arrays.items():  # the arrays taken before fit were never written
+        np.testing.assert_array_equal(host(value), taken[key])
+    # the same network trained with whole-model updates holds all gradients at once
+    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 2**62)
+    monkeypatch.setattr(training, "_RUNNERS", {})
+    whole = _peak_of_fit(net, X, y, lr=0.01)
+    assert whole >= peak + 0.5 * sum(sizes), (whole, peak)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -522,3 +523,54 @@ def test_same_seed_is_bit_identical_run_to_run(backend):
     assert runs[0][0] == runs[1][0]
     for key in runs[0][1]:
         np.testing.assert_array_equal(runs[0][1][key], runs[1][1][key])
+
+
+@pytest.mark.parametrize("layerwise", [False, True], ids=["whole", "layer-by-layer"])
+def test_in_place_updates_give_the_pure_numbers(backend, layerwise, monkeypatch):
+    """fit updates in place where the backend allows (and layer by layer on large models);
+    its numbers equal the pure steps of anynet.functional (rows, the same batches), and
+    it never writes into the arrays it was given."""
+    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
+    monkeypatch.setattr(training, "_RUNNERS", {})
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(24, 5)), rng.integers(0, 3, 24)
+    net = an.Network([5, 7, 6, 3], ["tanh", "relu", "softmax"], seed=4, dtype="float64",
+                     backend=backend)  # fmt: skip
+    optimizer = an.optimizers.Momentum(lr=0.1, momentum=0.9)
+    params, opt_state = net.params, optimizer.init(net.params)
+    original = net.params  # the network's own arrays, as a user may hold them
+    taken = {key: np.array(an.to_numpy(value), copy=True) for key, value in original.items()}
+    X_dev, y_dev = net.backend.asarray(X, "float64"), net.backend.asarray(y)
+    losses = []
+    for _ in range(3):  # epochs of two batches of 12, in order
+        for start in (0, 12):
+            params, opt_state, loss = an.functional.train_step(
+                net.model, optimizer, params, opt_state,
+                X_dev[start : start + 12, ...], y_dev[start : start + 12],
+            )  # fmt: skip
+            losses.append(float(an.to_numpy(loss)))
+    history = net.fit(X, y, epochs=3, optimizer=optimizer, batch_size=12, shuffle=False)
+    np.testing.assert_allclose(history.loss, np.mean(np.reshape(losses, (3, 2)), axis=1),
+                               rtol=1e-13)  # fmt: skip
+    for key, value in params.items():
+        np.testing.assert_allclose(an.to_numpy(net.params[key]), an.to_numpy(value),
+                                   rtol=1e-13, atol=1e-15)  # fmt: skip
+    for key, value in original.items():  # never written, though the network trained
+        np.testing.assert_array_equal(an.to_numpy(value), taken[key])
+        assert not np.array_equal(an.to_numpy(net.params[key]), taken[key])
+
+
+def test_an_optimizer_that_only_overrides_update_still_trains(backend):
+    """A user's optimizer without ``directions``: fit updates all parameters at once."""
+
+    @dataclass(frozen=True)
+    class HalfStep(SGD):
+        def update(self, params, grads, state, lr, *, xp=None, decay=None):
+            return {key: p - 0.5 * lr * grads[key] for key, p in params.items()}, state
+
+    assert not HalfStep().layerwise and SGD().layerwise
+    X, y = an.datasets.planar_flower(n=40)
+    nets = [an.Network([2, 4, 1], seed=0, dtype="float64", backend=backend) for _ in range(2)]
+    h1 = nets[0].fit(X, y, epochs=5, optimizer=HalfStep(lr=1.0))
+    h2 = nets[1].fit(X, y, epochs=5, optimizer=SGD(lr=0.5))
+    np.testing.assert_allclose(h1.loss, h2.loss, rtol=1e-12)
