@@ -23,6 +23,7 @@ Schedules map ``(base_lr, epoch) -> lr`` on the host, once per epoch.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -78,6 +79,18 @@ def _zero_step(params: Params, xp: Any) -> Array:
     first = next(iter(params.values()))
     xp = array_namespace(first) if xp is None else xp
     return xp.zeros_like(xp.reshape(first, (-1,))[0])
+
+
+@functools.cache
+def _gives_directions(cls: type) -> bool:
+    """Whether ``cls.update`` is the base class's, applying ``cls.directions``."""
+    mro = cls.__mro__
+
+    def definer(name: str) -> int:
+        return next(depth for depth, klass in enumerate(mro) if name in vars(klass))
+
+    given = cls.directions is not Optimizer.directions  # type: ignore[attr-defined]
+    return given and definer("directions") <= definer("update")
 
 
 @dataclass(frozen=True)
@@ -145,13 +158,7 @@ class Optimizer:
         """Whether :meth:`update` is this optimizer's :meth:`directions` applied (so the
         fit engine may apply them itself, in place and layer by layer): False for a
         subclass that overrides ``update`` below the class that gives ``directions``."""
-        mro = type(self).__mro__
-
-        def definer(name: str) -> int:
-            return next(depth for depth, cls in enumerate(mro) if name in vars(cls))
-
-        given = type(self).directions is not Optimizer.directions
-        return given and definer("directions") <= definer("update")
+        return _gives_directions(type(self))  # type: ignore[arg-type]
 
     def with_lr(self, lr: float) -> Optimizer:
         """A copy with another base learning rate."""

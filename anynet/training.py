@@ -585,17 +585,35 @@ def _logs(
     return logs
 
 
-def _orders(seed: int, first: int, count: int, n: int, rows: int) -> np.ndarray:
+def _orders(
+    seed: int, first: int, count: int, n: int, rows: int, compact: bool = False
+) -> np.ndarray:
     """Sample orders of epochs ``first .. first+count-1``: one generator per (seed, epoch).
 
     ``(rows, n)``, ``rows >= count`` (the tail is padding, never read); int32 where ``n``
-    allows, written in place: no list of permutations, no stacked copy.
+    allows (int16 with ``compact``: half the bytes of a padded chunk to move to a JAX
+    device), written in place: no list of permutations, no stacked copy.
     """
     dtype = np.int32 if n < 2**31 else np.int64
+    if compact and n < 2**15:
+        dtype = np.int16
     orders = np.zeros((rows, n), dtype=dtype)
     for row, epoch in enumerate(range(first, first + count)):
         orders[row] = np.random.default_rng([seed, epoch]).permutation(n)
     return orders
+
+
+_INITS: dict[tuple, Callable] = {}
+
+
+def _initial_state(backend: Backend, optimizer: Optimizer, model: Model, params: Params) -> Params:
+    """``optimizer.init(params)``, as one compiled call where the backend compiles (JAX:
+    one dispatch instead of one per array)."""
+    key = (backend, replace(optimizer, lr=1.0), model)
+    init = _INITS.get(key)
+    if init is None:
+        init = _INITS[key] = backend.jit(lambda values: optimizer.init(values, xp=backend.xp))
+    return init(params)
 
 
 def _chunk_rows(n: int, shuffled: bool) -> int:
@@ -733,7 +751,7 @@ def fit(
         batch_size = None  # one batch holding everything: full batch
 
     run = _runner(backend, model, opt, batch_size, drop_last, xv is not None, placement)
-    opt_state = opt.init(params, xp=backend.xp)
+    opt_state = _initial_state(backend, opt, model, params)
     history = History(classifier=model.head.is_classifier)
     initial_epoch = 0
     if start is not None:
@@ -757,6 +775,7 @@ def fit(
         return params
 
     shuffled = batch_size is not None and shuffle
+    compact = backend.fixed_shapes  # JAX gathers with any integer indices
     rows = _chunk_rows(n, shuffled)  # the runner's fixed chunk shape: never depends on epochs
     chunk = 1 if hooks else rows
     save_every = checkpointer.every if checkpointer is not None else None
@@ -771,7 +790,7 @@ def fit(
         orders = None
         if shuffled:
             height = rows if backend.fixed_shapes else count
-            orders = backend.asarray(_orders(seed, first, count, n, height))
+            orders = backend.asarray(_orders(seed, first, count, n, height, compact))
         lrs, steps = backend.asarray(padded, dtype), backend.loop_count(count)
         return lrs_host, *placement.replicate((lrs, orders, steps))
 
