@@ -324,13 +324,14 @@ def _make_runner(
     columns = _in_columns(model, batch_size, placement)
     axis = 0 if columns else -1
     layerwise = _layer_by_layer(model)
+    in_place = _in_place(model)
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
         count: Array, x: Array, t: Array, xv: Array, tv: Array,
     ) -> Any:  # fmt: skip
         # in place where the backend allows, from the second update of each parameter
-        update = backend.updater()
+        update = backend.updater() if in_place else None
 
         def step(
             params: Params, opt_state: Params, state: Params, xb: Array, tb: Array, lr: Array
@@ -420,10 +421,21 @@ def _in_columns(model: Model, batch_size: int | None, placement: Placement) -> b
 LAYERWISE_PARAMS = 2**20
 
 
+#: Elements of the largest parameter from which updates are written in place: below, a
+#: new array costs less than the bookkeeping (the tutorial's 2-4-1 network).
+IN_PLACE_ELEMENTS = 4096
+
+
 def _layer_by_layer(model: Model) -> bool:
     """Whether the step updates layer by layer (large models: all gradients never coexist)."""
     shapes, _ = model.shapes()
     return sum(math.prod(shape) for shape in shapes.values()) >= LAYERWISE_PARAMS
+
+
+def _in_place(model: Model) -> bool:
+    """Whether the step writes updates in place (where the backend allows)."""
+    shapes, _ = model.shapes()
+    return max((math.prod(shape) for shape in shapes.values()), default=0) >= IN_PLACE_ELEMENTS
 
 
 def _runner(

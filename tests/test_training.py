@@ -531,6 +531,7 @@ def test_in_place_updates_give_the_pure_numbers(backend, layerwise, monkeypatch)
     its numbers equal the pure steps of anynet.functional (rows, the same batches), and
     it never writes into the arrays it was given."""
     monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
+    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 1)  # this small model too
     monkeypatch.setattr(training, "_RUNNERS", {})
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(24, 5)), rng.integers(0, 3, 24)
