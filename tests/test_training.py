@@ -575,3 +575,30 @@ def test_an_optimizer_that_only_overrides_update_still_trains(backend):
     h1 = nets[0].fit(X, y, epochs=5, optimizer=HalfStep(lr=1.0))
     h2 = nets[1].fit(X, y, epochs=5, optimizer=SGD(lr=0.5))
     np.testing.assert_allclose(h1.loss, h2.loss, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layerwise", [False, True], ids=["whole", "layer-by-layer"])
+def test_a_diverging_in_place_fit_keeps_exactly_the_last_good_parameters(
+    backend, layerwise, monkeypatch
+):
+    """With updates written in place, the rewind still lands on the parameters at the
+    start of the last epoch with a finite loss: those of a fit stopped there."""
+    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 1)
+    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
+    monkeypatch.setattr(training, "_RUNNERS", {})
+    X = np.linspace(-1, 1, 40)[:, None] * np.array([[1.0, 2.0]])
+    y = 1e3 * X[:, 0]
+
+    def network():
+        return an.Network([2, 8, 1], ["identity", "identity"], "mse", init="he", seed=0,
+                          dtype="float64", backend=backend)  # fmt: skip
+
+    diverging = network()
+    with pytest.raises(an.DivergenceError) as caught:
+        diverging.fit(X, y, epochs=3000, optimizer="momentum", lr=50.0)
+    last_good = int(np.sum(np.isfinite(caught.value.history.loss))) - 1
+    assert last_good >= 1
+    stopped = network()
+    stopped.fit(X, y, epochs=last_good, optimizer="momentum", lr=50.0)
+    for key, value in stopped.params.items():
+        np.testing.assert_array_equal(an.to_numpy(diverging.params[key]), an.to_numpy(value))
