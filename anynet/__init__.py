@@ -7,18 +7,18 @@ NumPy, array-api-strict, JAX, PyTorch and CuPy.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from . import (
     activations,
-    datasets,
     functional,
     heads,
     io,
     layers,
     losses,
     optimizers,
-    plot,
     random,
-    testing,
 )
 from ._version import __version__
 from .backend import (
@@ -98,3 +98,17 @@ __all__ = [
     "to_numpy",
     "use_backend",
 ]
+
+#: Submodules imported on first use (``an.testing``, ``an.datasets``, ``an.plot``): what
+#: most programs never touch stays out of ``import anynet``.
+_LAZY = ("datasets", "plot", "testing")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'anynet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
