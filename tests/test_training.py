@@ -602,3 +602,43 @@ def test_a_diverging_in_place_fit_keeps_exactly_the_last_good_parameters(
     stopped.fit(X, y, epochs=last_good, optimizer="momentum", lr=50.0)
     for key, value in stopped.params.items():
         np.testing.assert_array_equal(an.to_numpy(diverging.params[key]), an.to_numpy(value))
+
+
+def test_in_place_layer_by_layer_with_state_and_containers_gives_the_pure_numbers(
+    backend, monkeypatch
+):
+    """Dropout, batch norm (running statistics), layer norm and a residual block, updated
+    in place layer by layer: the numbers of pure rows-are-samples steps."""
+    from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
+
+    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 1)
+    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1)
+    monkeypatch.setattr(training, "_RUNNERS", {})
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(24, 4)), rng.integers(0, 2, 24)
+    layers = [Dense(6), BatchNorm(), "relu", Dropout(0.3),
+              Residual(LayerNorm(), Dense(6), "tanh"), Dense(1)]  # fmt: skip
+    net = an.Sequential(layers, inputs=4, loss="binary_crossentropy", seed=5,
+                        dtype="float64", backend=backend)  # fmt: skip
+    optimizer = an.optimizers.Adam(lr=0.05)
+    params, state, opt_state = net.params, net.state, optimizer.init(net.params)
+    X_dev, y_dev = net.backend.asarray(X, "float64"), net.backend.asarray(y)
+    losses = []
+    for _ in range(2):
+        for start in (0, 12):
+            params, opt_state, loss, state = an.functional.train_step(
+                net.model, optimizer, params, opt_state,
+                X_dev[start : start + 12, ...], y_dev[start : start + 12], state=state,
+            )  # fmt: skip
+            losses.append(float(an.to_numpy(loss)))
+    history = net.fit(X, y, epochs=2, optimizer=optimizer, batch_size=12, shuffle=False)
+    np.testing.assert_allclose(history.loss, np.mean(np.reshape(losses, (2, 2)), axis=1),
+                               rtol=1e-12)  # fmt: skip
+    # b1 feeds batch norm: its gradient is zero but for rounding, so it holds only noise
+    # of 1e-10 (BLAS sums round differently with the buffers' alignment)
+    for key, value in params.items():
+        np.testing.assert_allclose(an.to_numpy(net.params[key]), an.to_numpy(value),
+                                   rtol=1e-11, atol=1e-9)  # fmt: skip
+    for key, value in state.items():  # the running mean sees b1's noise too
+        np.testing.assert_allclose(an.to_numpy(net.state[key]), an.to_numpy(value),
+                                   rtol=1e-11, atol=1e-9)  # fmt: skip
