@@ -853,6 +853,18 @@ class _TorchBackend(Backend):
     name = "torch"
     updates_in_place = True
 
+    def _new_update(self, param: Any, lr: Any, direction: Any) -> Any:
+        torch = _import("torch")
+        size = param.numel()
+        if param.ndim == 0 or size <= _UPDATE_BLOCK:
+            return param - lr * direction
+        new = torch.empty_like(param)
+        block = max(1, _UPDATE_BLOCK * param.shape[0] // size)
+        for start in range(0, param.shape[0], block):  # each block written once, in place
+            part = slice(start, start + block)
+            torch.sub(param[part], lr * direction[part], out=new[part])
+        return new
+
     @staticmethod
     def list_devices() -> list[str]:
         torch = _import("torch")
