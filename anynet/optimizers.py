@@ -132,7 +132,7 @@ class Optimizer:
         ``lr`` is a 0-d array of the params' dtype (or a float); ``decay`` the keys L2
         applies to (None: all). A subclass implements :meth:`directions`, or overrides
         this method (the fit engine then updates all parameters at once, without
-        :meth:`anynet.Backend.apply_update`).
+        :meth:`anynet.Backend.updater`).
         """
         directions, new_state = self.directions(params, grads, state, xp=xp, decay=decay)
         return {key: params[key] - lr * directions[key] for key in params}, new_state
