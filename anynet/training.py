@@ -58,8 +58,10 @@ Params = dict[str, Array]
 
 #: Most epochs per runner call (one read-back of the figures per chunk).
 CHUNK = 1000
-#: Most shuffle indices a chunk holds (or four epochs' worth, if more): 16 MiB of int32.
-ORDER_BUDGET = 2**22
+#: Most shuffle indices a chunk holds (or four epochs' worth, if more): 1 MiB of int32.
+#: On JAX a chunk's orders are padded to this fixed height and moved each call, so the
+#: budget is also what a short ``fit`` pays (W2: 2.6 MB less per call than at 2**22).
+ORDER_BUDGET = 2**18
 
 _RUNNERS: dict[tuple, Callable] = {}
 
