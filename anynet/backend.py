@@ -269,15 +269,13 @@ class Backend:
         """``param -= lr * direction`` in place (where :attr:`updates_in_place`); returns
         ``param``. ``lr * direction`` is formed a block of rows at a time, so no
         temporary as large as a big weight matrix exists."""
-        size = math.prod(param.shape)
-        if param.ndim == 0 or size <= _UPDATE_BLOCK:
+        blocks = _row_blocks(param.shape)
+        if blocks is None:
             param -= lr * direction
             return param
-        rows = param.shape[0]
-        block = max(1, _UPDATE_BLOCK * rows // size)
-        for start in range(0, rows, block):
-            part = param[start : start + block, ...]  # a view: written in place
-            part -= lr * direction[start : start + block, ...]
+        for rows in blocks:
+            part = param[rows, ...]  # a view: written in place
+            part -= lr * direction[rows, ...]
         return param
 
     def synchronize(self, *arrays: Any) -> None:
@@ -390,18 +388,24 @@ def _new_update(param: Any, lr: Any, direction: Any) -> Any:
     return param - lr * direction
 
 
+def _row_blocks(shape: tuple[int, ...]) -> list[slice] | None:
+    """Slices of rows holding about :data:`_UPDATE_BLOCK` elements each; None when the
+    whole array is one block (or 0-d)."""
+    size = math.prod(shape)
+    if not shape or size <= _UPDATE_BLOCK:
+        return None
+    block = max(1, _UPDATE_BLOCK * shape[0] // size)
+    return [slice(start, start + block) for start in range(0, shape[0], block)]
+
+
 def _blocked_new_update(param: Any, lr: Any, direction: Any) -> Any:
     """``param - lr * direction`` as a new array, without a full-size temporary."""
-    size = math.prod(param.shape)
-    if param.ndim == 0 or size <= _UPDATE_BLOCK:
+    blocks = _row_blocks(param.shape)
+    if blocks is None:
         return param - lr * direction
-    rows = param.shape[0]
-    block = max(1, _UPDATE_BLOCK * rows // size)
-    xp = array_api_compat.array_namespace(param)
-    new = xp.empty_like(param)
-    for start in range(0, rows, block):
-        part = slice(start, start + block)
-        new[part, ...] = param[part, ...] - lr * direction[part, ...]
+    new = array_api_compat.array_namespace(param).empty_like(param)
+    for rows in blocks:
+        new[rows, ...] = param[rows, ...] - lr * direction[rows, ...]
     return new
 
 
@@ -506,13 +510,12 @@ class _NumpyBackend(Backend):
         return np.asarray(values)
 
     def _new_update(self, param: Any, lr: Any, direction: Any) -> Any:
-        if param.ndim == 0 or param.size <= _UPDATE_BLOCK:
+        blocks = _row_blocks(param.shape)
+        if blocks is None:
             return param - lr * direction
         new = np.empty_like(param)
-        block = max(1, _UPDATE_BLOCK * param.shape[0] // param.size)
-        for start in range(0, param.shape[0], block):  # each block written once, in place
-            part = slice(start, start + block)
-            np.subtract(param[part], lr * direction[part], out=new[part])
+        for rows in blocks:  # each block written once, in place
+            np.subtract(param[rows], lr * direction[rows], out=new[rows])
         return new
 
     def float_errors_silenced(self) -> contextlib.AbstractContextManager:
@@ -855,14 +858,12 @@ class _TorchBackend(Backend):
 
     def _new_update(self, param: Any, lr: Any, direction: Any) -> Any:
         torch = _import("torch")
-        size = param.numel()
-        if param.ndim == 0 or size <= _UPDATE_BLOCK:
+        blocks = _row_blocks(tuple(param.shape))
+        if blocks is None:
             return param - lr * direction
         new = torch.empty_like(param)
-        block = max(1, _UPDATE_BLOCK * param.shape[0] // size)
-        for start in range(0, param.shape[0], block):  # each block written once, in place
-            part = slice(start, start + block)
-            torch.sub(param[part], lr * direction[part], out=new[part])
+        for rows in blocks:  # each block written once, in place
+            torch.sub(param[rows], lr * direction[rows], out=new[rows])
         return new
 
     @staticmethod

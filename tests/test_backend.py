@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
@@ -174,3 +175,25 @@ def test_jax_float64_without_x64_explains_how_to_enable_it():
     assert "ERROR dtype='float64' on backend 'jax' needs JAX's 64-bit mode" in result.stdout
     assert "JAX_ENABLE_X64=1" in result.stdout
     assert "x64 False" in result.stdout  # anynet did not flip it
+
+
+def test_updater_writes_new_then_in_place_and_blocks_large_parameters(backend):
+    """Backend.updater: ``p - lr * d`` exactly; the caller's array never written; where the
+    backend updates in place, the second update writes into the array the first returned.
+    A parameter above one update block (2**18 elements) goes block by block."""
+    from anynet import backend as backend_module
+
+    rng = np.random.default_rng(0)
+    for shape in [(3,), (700, 600)]:  # one block; several blocks of rows
+        assert (math.prod(shape) > backend_module._UPDATE_BLOCK) == (len(shape) == 2)
+        p_host, d_host = rng.normal(size=shape), rng.normal(size=shape)
+        p = backend.asarray(p_host, "float64", copy=True)
+        d = backend.asarray(d_host, "float64")
+        lr = backend.asarray(np.asarray(0.3), "float64")
+        update = backend.updater()
+        first = update(p, lr, d)
+        np.testing.assert_array_equal(an.to_numpy(p), p_host)  # the caller's: untouched
+        np.testing.assert_array_equal(an.to_numpy(first), p_host - 0.3 * d_host)
+        second = update(first, lr, d)
+        np.testing.assert_array_equal(an.to_numpy(second), (p_host - 0.3 * d_host) - 0.3 * d_host)
+        assert (second is first) == backend.updates_in_place
