@@ -194,6 +194,18 @@ class Backend:
         """Compile ``function`` where the backend can; identity elsewhere."""
         return function
 
+    def replayer(self, function: Callable) -> Callable:
+        """``function(xp, *args)`` as a callable of ``args`` that skips its Python.
+
+        Eager backends record the first call of each shape and replay the recorded
+        operations as straight-line code (:class:`anynet._replay.Replayer`: the same
+        calls, so the same numbers). Where a step is compiled whole (JAX), the step is
+        simply called: its Python runs once, when it is traced.
+        """
+        from ._replay import Replayer
+
+        return Replayer(function, self.xp)
+
     def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
         """``jax.lax.scan`` semantics: ``carry, y = body(carry, x)`` over the leading axis.
 
@@ -591,6 +603,9 @@ class _JaxBackend(Backend):
 
     def jit(self, function: Callable, **options: Any) -> Callable:
         return _import("jax").jit(function, **options)
+
+    def replayer(self, function: Callable) -> Callable:
+        return functools.partial(function, self.xp)
 
     def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
         return _import("jax").lax.scan(body, carry, xs, length=length)

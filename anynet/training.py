@@ -328,10 +328,21 @@ def _make_runner(
     layerwise = _layer_by_layer(model)
     in_place = _in_place(model)
 
+    def pure_step(
+        xp: Any, params: Params, opt_state: Params, state: Params, xb: Array, tb: Array,
+        lr: Array,
+    ) -> tuple[Params, Params, Params, Array]:  # fmt: skip
+        return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis)
+
+    # small models, whose steps are mostly Python: recorded once, replayed (same calls)
+    replayed = None if in_place else backend.replayer(pure_step)
+
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
         count: Array, x: Array, t: Array, xv: Array, tv: Array,
     ) -> Any:  # fmt: skip
+        if replayed is not None and REPLAY:
+            return chunk(replayed, params, opt_state, state, lrs, orders, count, x, t, xv, tv)
         # in place where the backend allows, from the second update of each parameter
         update = backend.updater() if in_place else None
 
@@ -426,6 +437,11 @@ LAYERWISE_PARAMS = 2**20
 #: Elements of the largest parameter from which updates are written in place: below, a
 #: new array costs less than the bookkeeping (the tutorial's 2-4-1 network).
 IN_PLACE_ELEMENTS = 4096
+
+#: Whether eager backends replay the recorded step of models below
+#: :data:`IN_PLACE_ELEMENTS` (:meth:`anynet.Backend.replayer`); off, every step runs the
+#: layers' Python (the tests compare both).
+REPLAY = True
 
 
 def _layer_by_layer(model: Model) -> bool:

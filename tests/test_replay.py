@@ -1,0 +1,178 @@
+"""Recorded steps replayed as straight-line code (anynet._replay, eager backends).
+
+The reference is the eager step itself: a fit with the replay off (every step runs
+the layers' Python) must give the same bits as a fit with it on, and a step whose
+Python depends on values must keep running eagerly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anynet as an
+from anynet import training
+from anynet._replay import Replayer
+from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
+from anynet.optimizers import Adam, Momentum
+
+# Networks below IN_PLACE_ELEMENTS, whose steps the engine replays.
+NETWORKS = {
+    "tutorial": lambda backend: an.Network(
+        [2, 4, 1], ["tanh", "sigmoid"], init="normal", seed=0, dtype="float64",
+        backend=backend.name, device=backend.device,
+    ),
+    "stateful": lambda backend: an.Sequential(
+        [Dense(16), BatchNorm(), "relu", Residual(LayerNorm(), Dense(16), "tanh"),
+         Dropout(0.2), Dense(3)], 2, "categorical_crossentropy", seed=3, dtype="float64",
+        backend=backend.name, device=backend.device,
+    ),
+}  # fmt: skip
+FITS = {
+    "tutorial": dict(epochs=12, lr=1.2),
+    # minibatches with a shorter last batch (its own recording), Adam's state, a schedule
+    "stateful": dict(epochs=6, batch_size=32, optimizer=Adam(lr=0.01), shuffle=True),
+}
+
+
+def _fit(backend, name, replay, monkeypatch):
+    monkeypatch.setattr(training, "REPLAY", replay)
+    X, y = an.datasets.spirals(n=90, n_classes=3, seed=1) if name == "stateful" else (
+        an.datasets.planar_flower()
+    )  # fmt: skip
+    net = NETWORKS[name](backend)
+    history = net.fit(X, y, **FITS[name])
+    arrays = {**net.params, **net.state}
+    return {k: an.to_numpy(v) for k, v in arrays.items()}, list(history.loss)
+
+
+@pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy", reason="eager backends")
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_replayed_fit_equals_the_eager_fit_bit_for_bit(backend, name, monkeypatch):
+    eager, eager_losses = _fit(backend, name, False, monkeypatch)
+    replayed, replayed_losses = _fit(backend, name, True, monkeypatch)
+    assert replayed_losses == eager_losses
+    assert sorted(replayed) == sorted(eager)
+    for key in eager:
+        np.testing.assert_array_equal(replayed[key], eager[key], err_msg=key)
+
+
+def test_the_replay_skips_the_steps_python_and_follows_new_arguments():
+    calls = []
+
+    def step(xp, params, x, lr):
+        calls.append(1)
+        h = xp.tanh(xp.matmul(x, params["W"].T) + params["b"][None, :])
+        return {"W": params["W"] - lr * xp.matmul(h.T, x), "b": params["b"]}, xp.sum(h * h)
+
+    replayer = Replayer(step, np)
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=3)}
+    for lr in (0.5, 0.25, 0.125):  # a Python float: an argument, never a constant
+        x = rng.normal(size=(5, 2))
+        expected = step(np, params, x, lr)
+        got = replayer(params, x, lr)
+        for a, b in zip((got[0]["W"], got[0]["b"], got[1]), (expected[0]["W"],
+                        expected[0]["b"], expected[1]), strict=True):  # fmt: skip
+            np.testing.assert_array_equal(a, b)
+        params = got[0]
+    # the recording called it once; the replays did not; the eager references did
+    assert len(calls) == 1 + 3
+    replayer(params, rng.normal(size=(7, 2)), 0.1)  # another shape: recorded anew
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # reads a value: Python control flow on data
+        lambda xp, x: x * 2 if float(xp.sum(x)) > 0 else x * 3,
+        # writes into an array
+        lambda xp, x: _in_place_add(x),
+        # a method outside the array API's functions and operators
+        lambda xp, x: xp.tanh(x).reshape((-1,)),
+    ],
+    ids=["reads-value", "in-place", "method"],
+)
+def test_a_step_the_replay_could_not_repeat_runs_eagerly(body):
+    calls = []
+
+    def step(xp, x):
+        calls.append(1)
+        return body(xp, x)
+
+    replayer = Replayer(step, np)
+    rng = np.random.default_rng(1)
+    for sign in (1.0, -1.0, 1.0):  # the value-dependent branch takes both ways
+        x = sign * np.abs(rng.normal(size=(4, 3)))
+        expected = body(np, x.copy())
+        np.testing.assert_array_equal(replayer(x), expected)
+    # every call ran the step's Python (the first one also for the recording attempt)
+    assert len(calls) == 3 + 1
+
+
+def _in_place_add(x):
+    x += 1
+    return x
+
+
+def test_random_draws_inside_a_step_stay_fresh_on_every_call():
+    replayer = Replayer(lambda xp, x: x + np.random.default_rng().normal(size=x.shape), np)
+    x = np.zeros((3, 2))
+    first, second = replayer(x), replayer(x)
+    assert not np.array_equal(first, second)
+
+
+def test_float32_and_float64_steps_have_their_own_recordings():
+    replayer = Replayer(lambda xp, x: xp.astype(x, xp.float64) * 0.1 + x, np)
+    for dtype in (np.float64, np.float32, np.float64):
+        x = np.ones((2, 2), dtype=dtype)
+        got = replayer(x)
+        expected = x.astype(np.float64) * 0.1 + x
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_an_error_in_the_step_is_raised_as_the_eager_step_raises_it():
+    def step(xp, x):
+        return xp.matmul(x, x)  # (3, 2) @ (3, 2): a shape error
+
+    with pytest.raises(ValueError, match="matmul|shape|dimension"):
+        Replayer(step, np)(np.ones((3, 2)))
+
+
+@pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy", reason="eager backends")
+def test_the_engine_replays_small_networks_and_not_large_ones(backend, monkeypatch):
+    """The replay is really used: a layer counting its calls runs once per recording."""
+    calls = []
+
+    class Counting(an.layers.Tanh):
+        def value(self, z, *, xp):
+            calls.append(1)
+            return super().value(z, xp=xp)
+
+    X, y = an.datasets.planar_flower()
+    net = an.Sequential([Dense(4), Counting(), Dense(1)], 2, "binary_crossentropy",
+                        backend=backend.name, device=backend.device)  # fmt: skip
+    net.fit(X, y, epochs=20, lr=0.5)
+    assert 1 <= len(calls) < 20
+    del calls[:]
+    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 4)  # "large": runs eagerly
+    training._RUNNERS.clear()
+    net.fit(X, y, epochs=20, lr=0.5)
+    assert len(calls) >= 20
+    training._RUNNERS.clear()
+
+
+def test_a_momentum_fit_with_a_schedule_replays_the_learning_rates(monkeypatch):
+    """The learning rate arrives per epoch as data: a baked one would show here."""
+    X, y = an.datasets.planar_flower()
+    results = []
+    for replay in (False, True):
+        monkeypatch.setattr(training, "REPLAY", replay)
+        net = an.Network([2, 5, 1], ["relu", "sigmoid"], seed=2, dtype="float64")
+        schedule = an.optimizers.Step(step_size=2, gamma=0.5)
+        net.fit(X, y, epochs=7, optimizer=Momentum(lr=0.3, momentum=0.9), schedule=schedule)
+        results.append(net.params)
+    for key in results[0]:
+        np.testing.assert_array_equal(results[1][key], results[0][key])
