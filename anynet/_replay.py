@@ -16,11 +16,14 @@ Whatever would make a replay differ from the eager step stops the recording, and
 step shape then runs eagerly: reading an array's value (``bool``, ``float``,
 ``int``), writing into an array, an array that is neither an argument nor made by the
 namespace (a NumPy array drawn inside a layer would otherwise be replayed as a
-constant), or an operation outside the namespace and the operators.
+constant), or an operation outside the namespace and the operators. The one write a
+step may make is the engine's own in-place update, handed to it as a function (see
+``writes`` of :class:`Replayer`).
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 import types
 from collections.abc import Callable
@@ -238,6 +241,16 @@ class _Tape:
         used: set[str] = set()
         return self._new(template.format(*(self.render(o, used) for o in operands)), used, result)
 
+    def writer(self, write: Callable, pure: Callable) -> Callable:
+        """``write`` as the step sees it while recording: computed with ``pure`` (the same
+        numbers as a new array, so a recording that fails has written nothing), recorded
+        as a call of ``write`` (which the replay makes, writing in place)."""
+
+        def recorded(*args: Any) -> Any:
+            return self.call(write, args, {}, pure(*_real(args)))
+
+        return recorded
+
     def call(self, function: Any, args: tuple, kwargs: dict, result: Any) -> _Value:
         used: set[str] = set()
         name = self.constant(function)
@@ -324,10 +337,21 @@ class Replayer:
         other arguments' shapes select the recording (a last, shorter batch has its own).
     xp : namespace
         The array namespace the eager step and the replay use.
+    writes : (write, pure), optional
+        For a step that updates arrays in place: ``write(param, *rest)`` writes its
+        result into ``param`` and returns it, ``pure(param, *rest)`` returns the same
+        numbers as a new array. The step is then ``function(xp, write, *args)``. The
+        recording computes with ``pure`` (a recording that fails, and the first call of
+        each shape, write nothing); the replays, and a step that runs eagerly, call
+        ``write``.
     """
 
-    def __init__(self, function: Callable, xp: Any) -> None:
-        self._function, self._xp = function, xp
+    def __init__(
+        self, function: Callable, xp: Any, writes: tuple[Callable, Callable] | None = None
+    ) -> None:
+        self._xp, self._writes, self._step = xp, writes, function
+        # the eager step: what a step that cannot be replayed runs
+        self._function = function if writes is None else functools.partial(function, writes[0])
         self._replays: dict[tuple, Any] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -343,7 +367,11 @@ class Replayer:
         parameters = [f"p{i}" for i in range(len(args))]
         try:
             wrapped = [_wrap(tape, arg, name) for arg, name in zip(args, parameters, strict=True)]
-            outputs = self._function(tape.namespace, *wrapped)
+            if self._writes is None:
+                outputs = self._function(tape.namespace, *wrapped)
+            else:
+                writer = tape.writer(*self._writes)
+                outputs = self._step(tape.namespace, writer, *wrapped)
             replay = tape.compile(parameters, outputs)
         except Exception:  # whatever stops a recording, the step runs eagerly
             # (a genuine error in the step is raised again by the eager call)

@@ -194,17 +194,25 @@ class Backend:
         """Compile ``function`` where the backend can; identity elsewhere."""
         return function
 
-    def replayer(self, function: Callable) -> Callable:
+    def replayer(self, function: Callable, *, in_place: bool = False) -> Callable:
         """``function(xp, *args)`` as a callable of ``args`` that skips its Python.
 
         Eager backends record the first call of each shape and replay the recorded
         operations as straight-line code (:class:`anynet._replay.Replayer`: the same
         calls, so the same numbers). Where a step is compiled whole (JAX), the step is
         simply called: its Python runs once, when it is traced.
+
+        With ``in_place``, the step is ``function(xp, update, *args)`` and applies its
+        updates with ``update(param, lr, direction)``: :meth:`apply_update` in the
+        replays where :attr:`updates_in_place` (so ``param`` must be an array the
+        caller may write), a new array elsewhere and while recording.
         """
         from ._replay import Replayer
 
-        return Replayer(function, self.xp)
+        if not in_place:
+            return Replayer(function, self.xp)
+        write = self.apply_update if self.updates_in_place else self._new_update
+        return Replayer(function, self.xp, writes=(write, self._new_update))
 
     def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
         """``jax.lax.scan`` semantics: ``carry, y = body(carry, x)`` over the leading axis.
@@ -604,8 +612,8 @@ class _JaxBackend(Backend):
     def jit(self, function: Callable, **options: Any) -> Callable:
         return _import("jax").jit(function, **options)
 
-    def replayer(self, function: Callable) -> Callable:
-        return functools.partial(function, self.xp)
+    def replayer(self, function: Callable, *, in_place: bool = False) -> Callable:
+        return functools.partial(function, self.xp, *([_new_update] if in_place else []))
 
     def scan(self, body: Callable, carry: Any, xs: tuple, length: int) -> tuple[Any, Any]:
         return _import("jax").lax.scan(body, carry, xs, length=length)

@@ -334,15 +334,30 @@ def _make_runner(
     ) -> tuple[Params, Params, Params, Array]:  # fmt: skip
         return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis)
 
-    # small models, whose steps are mostly Python: recorded once, replayed (same calls)
-    replayed = None if in_place else backend.replayer(pure_step)
+    def in_place_step(
+        xp: Any, update: Callable, params: Params, opt_state: Params, state: Params, xb: Array,
+        tb: Array, lr: Array,
+    ) -> tuple[Params, Params, Params, Array]:  # fmt: skip
+        return train_step(
+            model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis,
+            apply_update=update,
+        )  # fmt: skip
+
+    # Steps of all but the largest models (layer by layer) are recorded once and replayed
+    # (the same calls, without the layers' Python between them): see Backend.replayer.
+    replayed: Callable | None = None
+    if not in_place:
+        replayed = backend.replayer(pure_step)
+    elif not layerwise:
+        replayed = backend.replayer(in_place_step, in_place=True)
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
         count: Array, x: Array, t: Array, xv: Array, tv: Array,
     ) -> Any:  # fmt: skip
-        if replayed is not None and REPLAY:
-            return chunk(replayed, params, opt_state, state, lrs, orders, count, x, t, xv, tv)
+        replay = replayed if REPLAY else None
+        if replay is not None and not in_place:
+            return chunk(replay, params, opt_state, state, lrs, orders, count, x, t, xv, tv)
         # in place where the backend allows, from the second update of each parameter
         update = backend.updater() if in_place else None
 
@@ -354,6 +369,8 @@ def _make_runner(
                 apply_update=update, layerwise=layerwise,
             )  # fmt: skip
 
+        if replay is not None:  # the chunk's first step writes new arrays; replays write into them
+            step = _first_then(step, replay)
         return chunk(step, params, opt_state, state, lrs, orders, count, x, t, xv, tv)
 
     def chunk(
@@ -418,6 +435,18 @@ def _make_runner(
     return backend.jit(run)
 
 
+def _first_then(first: Callable, rest: Callable) -> Callable:
+    """A step that is ``first`` on its first call and ``rest`` after."""
+    calls = [first]
+
+    def step(*args: Any) -> Any:
+        function = calls[-1]
+        calls[-1] = rest
+        return function(*args)
+
+    return step
+
+
 def _in_columns(model: Model, batch_size: int | None, placement: Placement) -> bool:
     """Whether the runner keeps the tutorial's ``(features, samples)`` layout inside.
 
@@ -438,9 +467,9 @@ LAYERWISE_PARAMS = 2**20
 #: new array costs less than the bookkeeping (the tutorial's 2-4-1 network).
 IN_PLACE_ELEMENTS = 4096
 
-#: Whether eager backends replay the recorded step of models below
-#: :data:`IN_PLACE_ELEMENTS` (:meth:`anynet.Backend.replayer`); off, every step runs the
-#: layers' Python (the tests compare both).
+#: Whether eager backends replay recorded steps (:meth:`anynet.Backend.replayer`) of
+#: models not updated layer by layer; off, every step runs the layers' Python (the tests
+#: compare both).
 REPLAY = True
 
 

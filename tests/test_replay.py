@@ -46,9 +46,21 @@ def _fit(backend, name, replay, monkeypatch):
     return {k: an.to_numpy(v) for k, v in arrays.items()}, list(history.loss)
 
 
+@pytest.fixture
+def in_place(request, monkeypatch):
+    """Whether these small networks run as the engine runs large ones: updates in place
+    (the replays then write into the parameters from a chunk's second step)."""
+    if request.param:
+        monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 8)
+    training._RUNNERS.clear()  # runners read the thresholds when they are made
+    yield request.param
+    training._RUNNERS.clear()
+
+
 @pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy", reason="eager backends")
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-arrays", "in-place"], indirect=True)
 @pytest.mark.parametrize("name", sorted(NETWORKS))
-def test_replayed_fit_equals_the_eager_fit_bit_for_bit(backend, name, monkeypatch):
+def test_replayed_fit_equals_the_eager_fit_bit_for_bit(backend, name, in_place, monkeypatch):
     eager, eager_losses = _fit(backend, name, False, monkeypatch)
     replayed, replayed_losses = _fit(backend, name, True, monkeypatch)
     assert replayed_losses == eager_losses
@@ -157,7 +169,9 @@ def test_the_engine_replays_small_networks_and_not_large_ones(backend, monkeypat
     net.fit(X, y, epochs=20, lr=0.5)
     assert 1 <= len(calls) < 20
     del calls[:]
-    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 4)  # "large": runs eagerly
+    # "large": updated layer by layer, eagerly
+    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 4)
+    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 4)
     training._RUNNERS.clear()
     net.fit(X, y, epochs=20, lr=0.5)
     assert len(calls) >= 20
