@@ -325,6 +325,10 @@ def _shape_key(args: tuple) -> tuple:
 
 _EAGER = object()
 
+#: Recordings kept per step, the oldest dropped first: a fit sees one or two batch shapes,
+#: but ``partial_fit`` on batches of ever new sizes must not grow memory without bound.
+MAX_RECORDINGS = 32
+
 
 class Replayer:
     """``function(xp, *args)``, replayed as straight-line code per shape of ``args``.
@@ -363,6 +367,8 @@ class Replayer:
         return replay(*args)
 
     def _record(self, args: tuple) -> Any:
+        if len(self._replays) >= MAX_RECORDINGS:
+            del self._replays[next(iter(self._replays))]
         tape = _Tape(self._xp)
         parameters = [f"p{i}" for i in range(len(args))]
         try:

@@ -190,3 +190,14 @@ def test_a_momentum_fit_with_a_schedule_replays_the_learning_rates(monkeypatch):
         results.append(net.params)
     for key in results[0]:
         np.testing.assert_array_equal(results[1][key], results[0][key])
+
+
+def test_recordings_are_kept_for_a_bounded_number_of_shapes(monkeypatch):
+    from anynet import _replay
+
+    monkeypatch.setattr(_replay, "MAX_RECORDINGS", 3)
+    replayer = Replayer(lambda xp, x: xp.tanh(x) * 2.0, np)
+    for n in range(1, 8):  # batches of ever new sizes, as partial_fit may see
+        x = np.linspace(-1, 1, n)
+        np.testing.assert_array_equal(replayer(x), np.tanh(x) * 2.0)
+        assert len(replayer._replays) <= 3
