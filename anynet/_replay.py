@@ -94,14 +94,30 @@ def _binary(symbol: str, reflected: bool) -> Callable:
     template = "{1} " + symbol + " {0}" if reflected else "{0} " + symbol + " {1}"
     apply = _OPERATORS[symbol]
 
+    arithmetic = symbol in _EXACT_WITH_FLOATS
+
     def method(self: _Value, other: Any) -> Any:
         if reflected:
             result = apply(_real(other), self.array)
         else:
             result = apply(self.array, _real(other))
+        if arithmetic and _is_small_int(other) and self.tape.is_floating(self.array):
+            # An int meets a float array as the array's dtype, and so does the float of
+            # the same value (exact below 2**53): the same numbers, and on torch a float
+            # scalar skips a slower path (~1 us an operation).
+            other = float(other)
         return self.tape.record(template, (self, other), result)
 
     return method
+
+
+#: Operators whose result from a float array and a Python number depends only on the
+#: number's value (not ``**``: a backend may take another path for an integer exponent).
+_EXACT_WITH_FLOATS = frozenset("+-*/")
+
+
+def _is_small_int(value: Any) -> bool:
+    return type(value) is int and -(2**53) <= value <= 2**53
 
 
 _OPERATORS: dict[str, Callable[..., Any]] = {
@@ -195,6 +211,10 @@ class _Tape:
         self.globals: dict[str, Any] = {}
         self._constant_names: dict[int, str] = {}
         self.inputs: list[tuple[str, str]] = []  # (name, expression reading it from arguments)
+
+    def is_floating(self, array: Any) -> bool:
+        """Whether ``array`` has a real floating dtype (recording time only)."""
+        return bool(self.namespace._namespace.isdtype(array.dtype, "real floating"))
 
     # -- names -------------------------------------------------------------------------
     def constant(self, value: Any) -> str:

@@ -201,3 +201,25 @@ def test_recordings_are_kept_for_a_bounded_number_of_shapes(monkeypatch):
         x = np.linspace(-1, 1, n)
         np.testing.assert_array_equal(replayer(x), np.tanh(x) * 2.0)
         assert len(replayer._replays) <= 3
+
+
+@pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy", reason="eager backends")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_integer_constants_give_the_eager_numbers(backend, dtype):
+    """Recorded as floats of the same value (faster on torch): still the same bits."""
+    constants = (1, 3, 400, 2**24 + 1, -(2**40) - 3, 2**53)
+
+    def step(xp, x):
+        out = x
+        for c in constants:
+            out = (c - out * c) / c + (out + c) / (c * 7)
+        return out, c / (x + 2) - 1
+
+    x = backend.asarray(np.linspace(-3.0, 3.0, 24).reshape(4, 6), dtype)
+    replayer = Replayer(step, backend.xp)
+    expected = [an.to_numpy(a) for a in step(backend.xp, x)]
+    for _ in range(2):  # the recording, then the replay
+        got = [an.to_numpy(a) for a in replayer(x)]
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert len(replayer._replays) == 1 and callable(next(iter(replayer._replays.values())))
