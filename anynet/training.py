@@ -328,15 +328,9 @@ def _make_runner(
     layerwise = _layer_by_layer(model)
     in_place = _in_place(model)
 
-    def pure_step(
-        xp: Any, params: Params, opt_state: Params, state: Params, xb: Array, tb: Array,
-        lr: Array,
-    ) -> tuple[Params, Params, Params, Array]:  # fmt: skip
-        return train_step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis)
-
-    def in_place_step(
-        xp: Any, update: Callable, params: Params, opt_state: Params, state: Params, xb: Array,
-        tb: Array, lr: Array,
+    def recorded_step(
+        xp: Any, update: Callable | None, params: Params, opt_state: Params, state: Params,
+        xb: Array, tb: Array, lr: Array,
     ) -> tuple[Params, Params, Params, Array]:  # fmt: skip
         return train_step(
             model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis,
@@ -347,9 +341,9 @@ def _make_runner(
     # (the same calls, without the layers' Python between them): see Backend.replayer.
     replayed: Callable | None = None
     if not in_place:
-        replayed = backend.replayer(pure_step)
+        replayed = backend.replayer(lambda xp, *args: recorded_step(xp, None, *args))
     elif not layerwise:
-        replayed = backend.replayer(in_place_step, in_place=True)
+        replayed = backend.replayer(recorded_step, in_place=True)
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
