@@ -31,6 +31,7 @@ from .backend import (
     to_numpy,
     use_backend,
 )
+from .callbacks import Callback, EarlyStopping, History
 from .errors import (
     AnynetError,
     BackendError,
@@ -51,7 +52,6 @@ from .registry import (
     register_loss,
     register_optimizer,
 )
-from .training import Callback, EarlyStopping, History
 
 __all__ = [
     "BACKEND_NAMES",

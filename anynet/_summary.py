@@ -11,12 +11,13 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .layers.base import Layer
+    from .model import LayerSlot
     from .network import Network
 
 __all__ = ["Summary", "summarize"]
@@ -67,7 +68,7 @@ def _rows(
     path: str,
     depth: int,
     n_in: int,
-    slot: Any,
+    slot: LayerSlot,
     sizes: dict[str, int],
 ) -> list[_Row]:
     children = layer.children()
@@ -119,9 +120,9 @@ def summarize(net: Network) -> Summary:
     sizes = {k: math.prod(tuple(v.shape)) for k, v in {**params, **state}.items()}
     rows: list[_Row] = []
     width = model.inputs
-    for layer, slot in zip(model.layers, model._slots, strict=True):
-        rows.extend(_rows(layer, "", 0, width, slot, sizes))
-        width = layer.output_width(width)
+    for slot in model.slots:
+        rows.extend(_rows(slot.layer, "", 0, width, slot, sizes))
+        width = slot.layer.output_width(width)
     head = model.head
     rows.append(_Row(0, f"{head.activation.describe()} (output)", f"(n, {width})", 0, ""))
 

@@ -229,7 +229,7 @@ def _yes(value: bool | None) -> str:
 
 def _cmd_backends(args: argparse.Namespace) -> int:
     from .backend import BACKEND_NAMES
-    from .testing import _table
+    from .testing import text_table
 
     infos = [_probe(name) for name in BACKEND_NAMES]
     if args.json:
@@ -248,7 +248,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         for info in infos
     ]
     headers = ["backend", "installed", "version", "usable", "devices", "default float", "float64"]
-    print(_table(headers, rows))
+    print(text_table(headers, rows))
     notes = [f"  {info['backend']}: {info['note']}" for info in infos if info["note"]]
     if notes:
         print("notes:")
@@ -430,7 +430,7 @@ def _selected(specs: list[str] | None, dtype: str) -> list[tuple[str, Any, str |
     explicit ones are never skipped: one that does not load is a failed row.
     """
     from .backend import available_backends, get_backend
-    from .testing import _resolve
+    from .testing import resolve_backend
 
     chosen: list[tuple[str, Any, str | None, bool]] = []
     if specs is None:
@@ -445,7 +445,7 @@ def _selected(specs: list[str] | None, dtype: str) -> list[tuple[str, Any, str |
         return chosen
     for spec in specs:
         try:
-            chosen.append((spec, _resolve(spec), None, False))
+            chosen.append((spec, resolve_backend(spec), None, False))
         except Exception as exc:  # reported as a failed row; the other backends still run
             chosen.append((spec, None, f"{type(exc).__name__}: {exc}", False))
     return chosen
@@ -534,9 +534,9 @@ def _outcome(
 ) -> Outcome:
     """The row of ``backend`` (labelled ``label``) in ``comparison``, after a gradient check
     of the network it trained."""
-    from .testing import GradientCheckError, _label, check_gradients
+    from .testing import GradientCheckError, backend_label, check_gradients
 
-    key = _label(backend)
+    key = backend_label(backend)
     reference = comparison.reference
     rows = [row for row in comparison.rows if row.backend == key and key != reference]
     crashed = [row for row in rows if row.output == "(run)"]
@@ -559,7 +559,7 @@ def _outcome(
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .backend import get_backend
     from .network import Network
-    from .testing import TRAINING_RTOL, _describe, compare_backends
+    from .testing import TRAINING_RTOL, compare_backends, describe_network
 
     problem = _problem(args.model)
     lr = problem.lr if args.lr is None else args.lr
@@ -605,7 +605,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     ok = all(outcome.ok for outcome in outcomes)
     summary = {
         "model": problem.name,
-        "network": _describe(start),
+        "network": describe_network(start),
         "sizes": start.sizes,
         "activations": start.activations if start.sizes is not None else None,
         "loss": start.loss_name,
@@ -648,7 +648,7 @@ def _finite(value: Any) -> Any:
 
 
 def _print_validation(summary: dict, outcomes: list[Outcome]) -> None:
-    from .testing import _format, _table
+    from .testing import format_number, text_table
 
     tol = summary["tolerances"]
     print(
@@ -671,16 +671,16 @@ def _print_validation(summary: dict, outcomes: list[Outcome]) -> None:
             [
                 o.backend,
                 f"{o.loss:.10f}",
-                _format(o.max_param_diff),
-                _format(o.param_rel_diff),
+                format_number(o.max_param_diff),
+                format_number(o.param_rel_diff),
                 f"{o.prediction_agreement:.2%}",
-                _format(o.gradient_error),
+                format_number(o.gradient_error),
                 f"{o.ms_per_epoch:.3f}",
                 "ok" if o.ok else "FAILED",
             ]
         )
     headers = ["backend", "loss", "max|dparam|", "rel", "agree", "grad err", "ms/epoch", "status"]
-    print(_table(headers, rows))
+    print(text_table(headers, rows))
     for o in outcomes:
         if o.problems:
             verb = "" if o.skipped or o.loss is None else "disagrees in "

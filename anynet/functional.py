@@ -19,13 +19,14 @@ given; a model with layer state needs it (``state=net.state``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import device
 
 from ._validation import check_positive_int
+from .backend import namespace_of
+from .engine.step import step
 from .errors import InputError
 from .random import make_rng
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from .model import Model
     from .optimizers import Optimizer
 
-__all__ = ["apply", "init", "step", "train_step", "value_and_grad"]
+__all__ = ["apply", "init", "train_step", "value_and_grad"]
 
 Array = Any
 Params = dict[str, Array]
@@ -51,7 +52,7 @@ def init(model: Model, seed: int | np.random.Generator | None = None) -> tuple[d
 def _namespace(params: Params, X: Array) -> Any:
     if not params:
         raise InputError("params must be a non-empty dict of arrays, got an empty dict")
-    return array_namespace(X, *params.values())
+    return namespace_of(X, *params.values())
 
 
 def _state(model: Model, state: Params | None) -> Params:
@@ -133,68 +134,6 @@ def value_and_grad(
     return (value, grads) if state is None else (value, grads, new_state)
 
 
-def step(
-    model: Model,
-    optimizer: Optimizer,
-    params: Params,
-    opt_state: Params,
-    state: Params,
-    x: Array,
-    t: Array,
-    lr: Any,
-    *,
-    xp: Any,
-    axis: int = -1,
-    apply_update: Callable[[Array, Any, Array], Array] | None = None,
-    layerwise: bool = False,
-) -> tuple[Params, Params, Params, Array]:
-    """One training step on encoded targets ``t (n, n_outputs)``: the fit engine's step.
-
-    Returns ``(params, opt_state, state, loss)``; the loss is that of ``params``
-    before the update, as in the tutorial's loop. ``axis=0``: ``x`` is
-    ``(n_features, n)`` (layout-free models only, see :class:`~anynet.model.Model`).
-
-    With ``apply_update`` (from :meth:`anynet.Backend.updater`) and an optimizer that
-    gives :meth:`~anynet.optimizers.Optimizer.directions`, every parameter becomes
-    ``apply_update(p, lr, direction)``, which may write into ``p``: the same numbers as
-    :meth:`~anynet.optimizers.Optimizer.update`. With ``layerwise`` too, each layer is
-    updated as soon as backprop has passed it, so all gradients never coexist (for
-    large networks; on small ones the per-layer calls cost more than they save).
-    """
-    decay = model.decay_keys
-    if apply_update is None or not optimizer.layerwise:
-        value, grads, new_state = model.loss_and_gradients(
-            params, state, x, t, xp=xp, train=True, axis=axis
-        )
-        params, opt_state = optimizer.update(params, grads, opt_state, lr, xp=xp, decay=decay)
-        return params, opt_state, new_state, value
-    if not layerwise:
-        value, grads, new_state = model.loss_and_gradients(
-            params, state, x, t, xp=xp, train=True, axis=axis
-        )
-        directions, opt_state = optimizer.directions(params, grads, opt_state, xp=xp, decay=decay)
-        del grads
-        params = {key: apply_update(params[key], lr, directions[key]) for key in params}
-        return params, opt_state, new_state, value
-    z, caches, new_state = model.forward(params, state, x, xp=xp, train=True, axis=axis)
-    value, dz = model.loss_and_delta(z, t, xp=xp, axis=axis)
-    del z
-    new_params: Params = {}
-    new_opt_state: Params = {}
-
-    def update_layer(grads: Params) -> None:
-        own = {key: params[key] for key in grads}
-        directions, slots = optimizer.directions(own, grads, opt_state, xp=xp, decay=decay)
-        del grads
-        for key, direction in directions.items():
-            new_params[key] = apply_update(own[key], lr, direction)
-        new_opt_state.update(slots)
-
-    model.backward(params, caches, dz, xp=xp, axis=axis, on_grads=update_layer)
-    new_params = {key: new_params[key] for key in params}  # layer order, as given
-    return new_params, new_opt_state if opt_state else opt_state, new_state, value
-
-
 def train_step(
     model: Model,
     optimizer: Optimizer,
@@ -229,10 +168,13 @@ def train_step(
     """
     xp = _namespace(params, X)
     own_state = _state(model, state)
-    value, grads, new_state = _value_and_grads(model, params, own_state, X, y, True, xp)
+    first = next(iter(params.values()))  # the logits' dtype and device, for the encoding
+    like = xp.zeros((1, model.head.n_outputs), dtype=first.dtype, device=device(first))
+    targets = model.head.targets(y, like, xp=xp)
     rate = optimizer.lr if lr is None else lr
-    params, opt_state = optimizer.update(
-        params, grads, opt_state, rate, xp=xp, decay=model.decay_keys
+    # the fit engine's step, in its plain form (optimizer.update, nothing in place)
+    params, opt_state, new_state, value = step(
+        model, optimizer, params, opt_state, own_state, X, targets, rate, xp=xp
     )
     if state is None:
         return params, opt_state, value

@@ -19,7 +19,7 @@ lines. The public entry points for research loops are in :mod:`anynet.functional
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +27,10 @@ from .errors import InputError
 from .heads import Head
 from .layers.base import Layer
 
-__all__ = ["Model"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["LayerSlot", "Model"]
 
 #: The parameters of a layer that has none: one shared, never-written dict.
 _NONE: dict = {}
@@ -37,11 +40,83 @@ Params = dict[str, Array]
 
 
 @dataclass(frozen=True)
-class _Slot:
-    """How one top-level layer's own keys map to the network-wide keys."""
+class LayerSlot:
+    """One top-level layer's place in a :class:`Model`: its index and the keys it owns.
 
-    params: tuple[tuple[str, str], ...]  # (layer's key, network key)
+    A layer sees its parameters and state under its own (local) names, ``W`` and
+    ``b`` for a :class:`~anynet.layers.Dense`, ``"0.W"`` for the first child of a
+    container; the network stores them under network-wide keys (``W1``, ``b1``).
+    A slot holds that mapping, and translates dicts both ways. Arrays keep their
+    shapes: ``W`` is ``(n_out, n_in)`` under either name.
+
+    Parameters
+    ----------
+    index : int
+        Position of the layer in :attr:`Model.layers`, from 0.
+    layer : Layer
+        The layer itself.
+    params : tuple of (str, str)
+        ``(local key, network key)`` for each parameter, in declared order (depth-first
+        through a container's children).
+    state : tuple of (str, str)
+        The same for the layer's state (running statistics and the like).
+    """
+
+    index: int
+    layer: Layer
+    params: tuple[tuple[str, str], ...]
     state: tuple[tuple[str, str], ...]
+
+    @property
+    def param_keys(self) -> tuple[str, ...]:
+        """Network-wide keys of the layer's parameters."""
+        return tuple(key for _, key in self.params)
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        """Network-wide keys of the layer's state."""
+        return tuple(key for _, key in self.state)
+
+    # These run per layer per training step: one comprehension each, and for a layer
+    # without parameters (an activation) no dict at all, only the shared ``_NONE``.
+    def own_params(self, params: Params) -> Params:
+        """The layer's parameters under its local keys, from a network-wide dict.
+
+        Parameters
+        ----------
+        params : dict of str to array
+            Network-wide parameters (more keys than the layer's are fine).
+
+        Returns
+        -------
+        dict of str to array
+            The same arrays (no copies), keyed as the layer names them. For a layer
+            without parameters, a shared empty dict that must not be written to.
+        """
+        return {local: params[key] for local, key in self.params} if self.params else _NONE
+
+    def own_state(self, state: Params) -> Params:
+        """The layer's state under its local keys (see :meth:`own_params`)."""
+        return {local: state[key] for local, key in self.state} if self.state else _NONE
+
+    def network_params(self, own: Params) -> Params:
+        """A dict keyed as the layer's parameters (its gradients, say) under network keys.
+
+        Parameters
+        ----------
+        own : dict of str to array
+            At least the layer's local parameter keys.
+
+        Returns
+        -------
+        dict of str to array
+            The same arrays, keyed ``W1``, ``b1``, ..., in the layer's declared order.
+        """
+        return {key: own[local] for local, key in self.params}
+
+    def network_state(self, own: Params) -> Params:
+        """A dict keyed as the layer's state under network keys (see :meth:`network_params`)."""
+        return {key: own[local] for local, key in self.state}
 
 
 def _leaves(layer: Layer, path: str) -> list[tuple[str, Layer]]:
@@ -71,14 +146,16 @@ class Model:
     inputs: int
     layers: tuple[Layer, ...]
     head: Head
-    _slots: tuple[_Slot, ...] = field(init=False, repr=False, compare=False, hash=False)
-    _decay: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
-    _plan: tuple = field(init=False, repr=False, compare=False, hash=False)
+    #: One :class:`LayerSlot` per layer, in order: the walk every pass over the layers
+    #: follows (forward, backward, init, ONNX export, oracles, summary).
+    slots: tuple[LayerSlot, ...] = field(init=False, repr=False, compare=False, hash=False)
     layout_free: bool = field(init=False, repr=False, compare=False, hash=False)
+    _decay: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
+    _owners: dict[str, LayerSlot] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         slots, decay, number = [], set(), 0
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             pairs_p: list[tuple[str, str]] = []
             pairs_s: list[tuple[str, str]] = []
             for path, leaf in _leaves(layer, ""):
@@ -90,13 +167,12 @@ class Model:
                     if name in leaf.decay:
                         decay.add(f"{name}{number}")
                 pairs_s.extend((path + name, f"{name}{number}") for name in leaf.state_names)
-            slots.append(_Slot(tuple(pairs_p), tuple(pairs_s)))
-        object.__setattr__(self, "_slots", tuple(slots))
+            slots.append(LayerSlot(index, layer, tuple(pairs_p), tuple(pairs_s)))
+        # built once: the per-step loops only read these tuples
+        object.__setattr__(self, "slots", tuple(slots))
         object.__setattr__(self, "_decay", frozenset(decay))
-        # the per-step loops read this flat plan: no zips, no empty dicts built per step
-        pairs = zip(self.layers, slots, strict=True)
-        plan = tuple((layer, slot.params, slot.state) for layer, slot in pairs)
-        object.__setattr__(self, "_plan", plan)
+        owners = {key: slot for slot in slots for _, key in (*slot.params, *slot.state)}
+        object.__setattr__(self, "_owners", owners)
         free = all(layer.layout_free and not layer.state_names for layer in self.layers)
         object.__setattr__(self, "layout_free", free)
 
@@ -104,12 +180,12 @@ class Model:
     @property
     def param_keys(self) -> tuple[str, ...]:
         """Network-wide parameter names, in layer order."""
-        return tuple(key for slot in self._slots for _, key in slot.params)
+        return tuple(key for slot in self.slots for _, key in slot.params)
 
     @property
     def state_keys(self) -> tuple[str, ...]:
         """Network-wide layer-state names, in layer order."""
-        return tuple(key for slot in self._slots for _, key in slot.state)
+        return tuple(key for slot in self.slots for _, key in slot.state)
 
     @property
     def decay_keys(self) -> frozenset[str]:
@@ -118,7 +194,7 @@ class Model:
 
     @property
     def has_state(self) -> bool:
-        return any(slot.state for slot in self._slots)
+        return any(slot.state for slot in self.slots)
 
     @property
     def n_outputs(self) -> int:
@@ -131,6 +207,56 @@ class Model:
             widths.append(layer.output_width(widths[-1]))
         return widths
 
+    def layer_of(self, key: str) -> tuple[int, Layer]:
+        """The top-level layer that owns a network-wide parameter or state key.
+
+        Parameters
+        ----------
+        key : str
+            A key of :attr:`param_keys` or :attr:`state_keys` (``"W2"``).
+
+        Returns
+        -------
+        (int, Layer)
+            The layer's index in :attr:`layers` and the layer; for a key inside a
+            container (``Residual``), the container.
+
+        Raises
+        ------
+        KeyError
+            If no layer of the model owns ``key``.
+        """
+        slot = self._owners.get(key)
+        if slot is None:
+            raise KeyError(
+                f"no layer of this model owns the key {key!r}; its keys are "
+                f"{[*self.param_keys, *self.state_keys]}"
+            )
+        return slot.index, slot.layer
+
+    def walk(self, params: Params, state: Params) -> Iterator[tuple[LayerSlot, Params, Params]]:
+        """The layers in order, each with its own parameters and state under local keys.
+
+        The one order in which the model's layers run: :meth:`forward` follows it (and
+        :meth:`backward` runs it in reverse), as do ONNX export and the autodiff oracles.
+
+        Parameters
+        ----------
+        params, state : dict of str to array
+            Network-wide parameters and layer state (``state`` may be empty when the
+            model has none).
+
+        Yields
+        ------
+        slot : LayerSlot
+            The layer's place (``slot.index``, ``slot.layer``, its keys).
+        own_params, own_state : dict of str to array
+            Its arrays, unchanged in shape, under its local keys (a shared empty dict,
+            not to be written to, where it has none).
+        """
+        for slot in self.slots:
+            yield slot, slot.own_params(params), slot.own_state(state)
+
     # -- numbers -------------------------------------------------------------------
     def init(self, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Initial parameters and layer state as host NumPy arrays, network-wide keys.
@@ -140,13 +266,14 @@ class Model:
         params: dict[str, np.ndarray] = {}
         state: dict[str, np.ndarray] = {}
         width = self.inputs
-        for layer, slot in zip(self.layers, self._slots, strict=True):
+        for slot in self.slots:
+            layer = slot.layer
             own, n_out = layer.init(rng, width)
             own_state = layer.init_state(rng, width)
             _check_keys(layer, "init", own, [k for k, _ in slot.params])
             _check_keys(layer, "init_state", own_state, [k for k, _ in slot.state])
-            params.update({key: own[local] for local, key in slot.params})
-            state.update({key: own_state[local] for local, key in slot.state})
+            params.update(slot.network_params(own))
+            state.update(slot.network_state(own_state))
             width = n_out
         if width != self.head.n_outputs:
             raise InputError(
@@ -161,11 +288,12 @@ class Model:
         params: dict[str, tuple[int, ...]] = {}
         state: dict[str, tuple[str, tuple[int, ...]]] = {}
         width = self.inputs
-        for layer, slot in zip(self.layers, self._slots, strict=True):
+        for slot in self.slots:
+            layer = slot.layer
             own, own_state = layer.shapes(width)
             _check_keys(layer, "shapes", own, [k for k, _ in slot.params])
             params.update({key: tuple(own[local]) for local, key in slot.params})
-            state.update({key: own_state[local] for local, key in slot.state})
+            state.update(slot.network_state(own_state))
             width = layer.output_width(width)
         return params, state
 
@@ -175,19 +303,44 @@ class Model:
     def forward(
         self, params: Params, state: Params, x: Array, *, xp: Any, train: bool, axis: int = -1
     ) -> tuple[Array, list, Params]:
-        """Logits ``(n, n_outputs)``, per-layer caches and the new layer state."""
+        """Logits, per-layer caches and the new layer state.
+
+        Parameters
+        ----------
+        params, state : dict of str to array
+            Network-wide parameters and layer state.
+        x : array
+            Inputs ``(n, inputs)`` (``(inputs, n)`` with ``axis=0``).
+        xp : namespace
+            The array namespace of ``x`` and ``params``.
+        train : bool
+            Training mode (dropout on, batch statistics used and updated).
+        axis : int
+            Feature axis of ``x`` and of the logits: -1, or 0 for layout-free models.
+
+        Returns
+        -------
+        logits : array
+            ``(n, n_outputs)`` (``(n_outputs, n)`` with ``axis=0``).
+        caches : list
+            One entry per layer, for :meth:`backward`.
+        new_state : dict of str to array
+            Updated layer state, network-wide keys, shapes as in ``state``.
+        """
+        # :meth:`walk`, inlined: no generator per step on this hot path
         caches, new_state, h = [], {}, x
-        for layer, param_pairs, state_pairs in self._plan:
-            own = {local: params[key] for local, key in param_pairs} if param_pairs else _NONE
-            if state_pairs:
-                own_state = {local: state[key] for local, key in state_pairs}
-                h, cache, updated = layer.forward_state(own, own_state, h, xp=xp, train=train)
-                for local, key in state_pairs:
+        for slot in self.slots:
+            layer, own = slot.layer, slot.own_params(params)
+            if slot.state:
+                h, cache, updated = layer.forward_state(
+                    own, slot.own_state(state), h, xp=xp, train=train
+                )
+                for local, key in slot.state:
                     new_state[key] = updated[local]
             elif axis == -1:  # user layers need not take ``axis``
                 h, cache = layer.forward(own, h, xp=xp, train=train)
-            else:
-                h, cache = layer.forward(own, h, xp=xp, train=train, axis=axis)
+            else:  # layout-free layers take ``axis``; the base signature does not declare it
+                h, cache = layer.forward(own, h, xp=xp, train=train, axis=axis)  # type: ignore[call-arg]
             caches.append(cache)
         return h, caches, new_state
 
@@ -197,25 +350,45 @@ class Model:
     ) -> Params:  # fmt: skip
         """Gradients (network-wide keys) from ``dz = dL/dlogits``.
 
-        Consumes ``caches`` (each entry is dropped once its layer is done, so activations
-        are freed as backprop goes). With ``on_grads``, each layer's gradients are handed
-        to ``on_grads(grads)`` as soon as backprop has passed the layer (last layer
-        first) instead of being returned: all gradients never coexist.
+        Runs :meth:`walk`'s order in reverse. Consumes ``caches`` (each entry is dropped
+        once its layer is done, so activations are freed as backprop goes).
+
+        Parameters
+        ----------
+        params : dict of str to array
+            Network-wide parameters, as given to :meth:`forward`.
+        caches : list
+            :meth:`forward`'s caches; emptied (entries set to None) as backprop goes.
+        dz : array
+            ``dL/dlogits``, the shape of the logits: ``(n, n_outputs)``
+            (``(n_outputs, n)`` with ``axis=0``).
+        xp : namespace
+            The array namespace of ``dz``.
+        axis : int
+            Feature axis, as given to :meth:`forward`.
+        on_grads : callable, optional
+            If given, each layer's gradients (a dict, network-wide keys) are handed to
+            ``on_grads(grads)`` as soon as backprop has passed the layer (last layer
+            first) instead of being returned: all gradients never coexist.
+
+        Returns
+        -------
+        dict of str to array
+            Gradients with the parameters' keys and shapes (empty with ``on_grads``).
         """
         grads: Params = {}
-        plan = self._plan
         # only layout-free layers see ``axis=0``; user layers need not take it
         layout = _NONE if axis == -1 else {"axis": axis}
-        for index in range(len(plan) - 1, -1, -1):
-            layer, param_pairs, _ = plan[index]
+        for slot in reversed(self.slots):
+            index, param_pairs = slot.index, slot.params
             if index == 0 and not param_pairs:
                 break
             cache, caches[index] = caches[index], None
-            own = {local: params[key] for local, key in param_pairs} if param_pairs else _NONE
+            own = slot.own_params(params)
             if index:
-                dz, own_grads = layer.backward(own, cache, dz, xp=xp, **layout)
+                dz, own_grads = slot.layer.backward(own, cache, dz, xp=xp, **layout)
             else:  # the first layer's input is the data: no dx
-                own_grads = layer.backward_params(own, cache, dz, xp=xp, **layout)
+                own_grads = slot.layer.backward_params(own, cache, dz, xp=xp, **layout)
             del cache
             if not param_pairs:
                 continue
@@ -223,7 +396,7 @@ class Model:
                 for local, key in param_pairs:
                     grads[key] = own_grads[local]
             else:
-                on_grads({key: own_grads[local] for local, key in param_pairs})
+                on_grads(slot.network_params(own_grads))
                 del own_grads
         return grads
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, training
+from . import io
 from ._dask import compute as dask_compute
 from ._dask import is_dask_array, map_rows
 from ._validation import (
@@ -26,7 +26,10 @@ from ._validation import (
     check_targets,
 )
 from .backend import Backend, convert, get_backend, to_floats, to_numpy
-from .errors import BackendError, CheckpointError, InputError, NumericalError
+from .callbacks import Callback, Checkpointer, History, Progress, as_callbacks
+from .engine import parallel_logits, train
+from .engine import resume as resume_rules
+from .errors import BackendError, CheckpointError, DivergenceError, InputError, NumericalError
 from .heads import make_head
 from .layers.activation import Activation
 from .layers.base import Layer, as_layer, layer_from_record, layer_to_record
@@ -37,7 +40,6 @@ from .optimizers import Optimizer, get_optimizer
 from .random import make_rng
 from .registry import activations as activation_registry
 from .registry import losses as loss_registry
-from .training import Callback, History
 
 __all__ = ["Checkpoint", "Network", "Sequential", "load", "load_checkpoint"]
 
@@ -219,6 +221,9 @@ class Network:
         self._state = {key: self._state_array(v) for key, v in state.items()}
         #: The optimizer state at the end of the last ``fit`` (a dict of arrays), or None.
         self.optimizer_state: dict[str, Array] | None = None
+        #: The last ``fit``'s History, up to its last completed epoch (also when an
+        #: exception or KeyboardInterrupt stopped it), or None.
+        self.history: History | None = None
 
     def _state_array(self, host: np.ndarray) -> Array:
         """Float state in the network's dtype, integer state (random streams) as is."""
@@ -401,7 +406,7 @@ class Network:
         size = inference_batch_size(self.model, batch_size)
         if devices is not None:
             placement = self.backend.data_parallel(devices)
-            return training.parallel_logits(
+            return parallel_logits(
                 placement, self.backend, self.model, self._params, self._state, x, size
             )
         xp, n = self.backend.xp, x.shape[0]
@@ -513,6 +518,7 @@ class Network:
         resume: str | os.PathLike | None = None,
         allow_changes: Sequence[str] = (),
         devices: Any = None,
+        engine: str = "auto",
     ) -> History:
         """Train the network; by default full-batch gradient descent, as the tutorial does.
 
@@ -577,6 +583,14 @@ class Network:
             device's to rounding (~1e-15 in float64), bit for bit on one device; the
             parameters come back to the network's own device. It pays for large steps
             only (wide layers, large batches): small networks run slower.
+        engine : {"auto", "eager"}
+            ``"auto"``: the engine's optimizations (compiled chunks on JAX, recorded steps
+            replayed on eager backends, in-place and layer-by-layer updates, the
+            tutorial's column layout), each applied only where it gives the numbers of
+            the documented functional loop (see the training guide's "engine
+            contract"). ``"eager"``: none of them, the plain loop of
+            :func:`anynet.functional.train_step` over the same batches, one epoch per
+            call, uncompiled: for chasing a numerical doubt.
 
         Returns
         -------
@@ -589,14 +603,18 @@ class Network:
         DivergenceError
             The loss became NaN or infinite; the network keeps the parameters of
             the start of the last epoch with a finite loss.
+
+        An exception or ``KeyboardInterrupt`` during training propagates after the
+        network has taken the parameters, layer state and :attr:`history` of the last
+        completed epoch.
         """
         opt = get_optimizer(optimizer, None if lr is None else check_positive_float(lr, "lr"))
-        allowed = training.check_allowed_changes(allow_changes)
+        allowed = resume_rules.check_allowed_changes(allow_changes)
         x = self._inputs(X)
         t = self._targets(y, x.shape[0])
-        run_config = training.run_config(opt, batch_size, shuffle, drop_last, schedule)
+        run_config = resume_rules.run_config(opt, batch_size, shuffle, drop_last, schedule)
         if resume is not None or checkpoint is not None:  # a small host read, only then
-            run_config["data"] = training.fingerprint(x, t, self.backend)
+            run_config["data"] = resume_rules.fingerprint(x, t, self.backend)
         start = None
         if resume is not None:
             start = self._resume(resume, run_config, seed, epochs, allowed)
@@ -605,11 +623,10 @@ class Network:
                 seed = start.seed
             elif self.seed is not None and not isinstance(self.seed, np.random.Generator):
                 seed = self.seed
-        callbacks = training.as_callbacks(callbacks)
+        callbacks = as_callbacks(callbacks)
+        checkpointer = None
         if checkpoint is not None or checkpoint_every is not None:
-            callbacks.append(
-                training.Checkpointer(checkpoint, checkpoint_every, run_config, self._save_run)
-            )
+            checkpointer = Checkpointer(checkpoint, checkpoint_every, run_config, self._save_run)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -619,67 +636,83 @@ class Network:
                 )
             xv = self._inputs(validation_data[0], "X_val")
             validation = (xv, self._targets(validation_data[1], xv.shape[0], "y_val"))
-        result = training.fit(
+        progress = Progress(verbose, epochs if isinstance(epochs, int) else 1)
+        loop = train(
             self.model, self.backend, self.dtype, self._params, self._state, x, t,
-            owner=self, epochs=epochs, optimizer=opt, batch_size=batch_size, shuffle=shuffle,
+            epochs=epochs, optimizer=opt, batch_size=batch_size, shuffle=shuffle,
             drop_last=drop_last, seed=seed, schedule=schedule, validation=validation,
-            callbacks=callbacks, verbose=verbose, start=start, devices=devices,
+            per_epoch=bool(callbacks), start=start, devices=devices, mode=engine,
+            boundary=None if checkpointer is None else checkpointer.every,
         )  # fmt: skip
-        self.optimizer_state = result.optimizer_state
-        return result.history
+        return self._drive(loop, callbacks, checkpointer, progress, epochs)
+
+    def _drive(
+        self, loop: Any, callbacks: list[Callback], checkpointer: Checkpointer | None,
+        progress: Progress, epochs: int,
+    ) -> History:  # fmt: skip
+        """Run the engine's loop: take each completed chunk's parameters, then hand the
+        network to callbacks and checkpoints; continue from whatever they leave."""
+        for hook in callbacks:
+            hook.on_train_begin(self)
+        try:
+            for done in loop:
+                self._assign(done.params, done.state)
+                self.history, self.optimizer_state = done.history, done.opt_state
+                if done.interrupted or not done.count:
+                    continue  # the exception that interrupted the chunk follows
+                if progress.active:
+                    progress.update(done.first, done.logs)
+                stop = False
+                if callbacks:
+                    logs = done.logs[-1]
+                    for hook in callbacks:
+                        stop = bool(hook.on_epoch_end(done.end - 1, logs, self)) or stop
+                    # a callback may have replaced them: the next epoch starts from these
+                    done.params, done.state = self._params, self._state
+                done.stop = stop
+                if checkpointer is not None and (
+                    done.end % checkpointer.every == 0 or done.end >= epochs or stop
+                ):
+                    checkpointer.write(done.opt_state, done.history, done.seed, done.end,
+                                       self.backend)  # fmt: skip
+        except DivergenceError as error:
+            self._assign(error.params, getattr(error, "state", None))
+            self.history = error.history
+            raise
+        finally:
+            progress.close()
+        for hook in callbacks:
+            hook.on_train_end(self)
+        return self.history if self.history is not None else History()
 
     def _save_run(self, path: Any, opt_state: Any, history: History, extra: dict) -> None:
         self.save(path, optimizer_state=opt_state, history=history.to_dict(), extra=extra)
 
     def _resume(
         self, path: Any, run_config: dict[str, Any], seed: Any, epochs: Any, allowed: frozenset
-    ) -> training.Start:
+    ) -> resume_rules.Start:
         """Read a checkpoint written by ``fit(checkpoint=...)`` and check it fits this run."""
         saved = load_checkpoint(path, backend=self.backend)
         fit_info = saved.extra.get("fit") if isinstance(saved.extra, dict) else None
-        if not isinstance(fit_info, dict) or not isinstance(fit_info.get("epoch"), int):
-            raise InputError(
-                f"resume must be a checkpoint written by fit(checkpoint=...), got {str(path)!r}, "
-                "which holds no training position"
-            )
         theirs = saved.network
-        for name, mine, other in (
-            ("sizes", self.sizes, theirs.sizes),
-            ("model", self.model, theirs.model),
-            ("dtype", self.dtype, theirs.dtype),
-        ):
-            if mine != other:
-                raise InputError(
-                    f"resume checkpoint {str(path)!r} is for a network with {name} "
-                    f"{other!r}, this one has {mine!r}"
-                )
+        if isinstance(fit_info, dict) and isinstance(fit_info.get("epoch"), int):
+            for name, mine, other in (
+                ("sizes", self.sizes, theirs.sizes),
+                ("model", self.model, theirs.model),
+                ("dtype", self.dtype, theirs.dtype),
+            ):
+                if mine != other:
+                    raise InputError(
+                        f"resume checkpoint {str(path)!r} is for a network with {name} "
+                        f"{other!r}, this one has {mine!r}"
+                    )
         wanted = dict(run_config)
         if seed is not None:
             wanted["seed"] = seed
-        for key, value in wanted.items():
-            if key in allowed or (key == "schedule" and " at 0x" in str(value)):
-                continue  # asked for, or a plain function: nothing stable to compare
-            if fit_info.get(key) != value:
-                what = "different training data" if key == "data" else f"{key}={value!r}"
-                raise InputError(
-                    f"resume checkpoint {str(path)!r} was trained with "
-                    f"{'other data' if key == 'data' else f'{key}={fit_info.get(key)!r}'}, "
-                    f"this fit asks for {what}: resume with the same settings, or pass "
-                    f"allow_changes=({key!r},) to continue on purpose"
-                )
-        done = fit_info["epoch"]
-        if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs < done:
-            raise InputError(
-                f"epochs must be >= {done} (the epochs resume checkpoint {str(path)!r} has "
-                f"already trained; epochs counts the whole run), got {epochs}"
-            )
+        start = resume_rules.check_resume(fit_info, wanted, allowed, path, epochs)
         self._params, self._state = theirs._params, theirs._state
-        return training.Start(
-            epoch=fit_info["epoch"],
-            seed=fit_info.get("seed"),
-            optimizer_state=saved.optimizer_state,
-            history=saved.history,
-        )
+        start.optimizer_state, start.history = saved.optimizer_state, saved.history
+        return start
 
     # -- prediction ------------------------------------------------------------
     def predict_proba(self, X: Any, *, batch_size: int | None = None, devices: Any = None) -> Array:

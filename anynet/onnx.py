@@ -198,14 +198,13 @@ def _trace(net: Network, ndx: Any, batch_dim: str, names: tuple[str, ...]) -> tu
     state = {key: _constant(ndx, v, dtype) for key, v in net.state.items()}
     x = ndx.argument(shape=(batch_dim, model.inputs), dtype=getattr(ndx, dtype))
     h = x
-    for index, (layer, param_pairs, state_pairs) in enumerate(model._plan):
-        own = {local: params[key] for local, key in param_pairs}
-        own_state = {local: state[key] for local, key in state_pairs}
+    for slot, own, own_state in model.walk(params, state):
+        layer = slot.layer
         try:
             h = _run(layer, own, own_state, h, ndx)
         except Exception as exc:
             culprit = _culprit(layer, own, own_state, h, ndx) if layer.children() else None
-            raise _layer_error(index, layer, exc, culprit) from exc
+            raise _layer_error(slot.index, layer, exc, culprit) from exc
     head = model.head
     try:
         out = head.output(h, xp=ndx)

@@ -23,10 +23,9 @@ Schedules map ``(base_lr, epoch) -> lr`` on the host, once per epoch.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from array_api_compat import array_namespace
 
@@ -81,18 +80,6 @@ def _zero_step(params: Params, xp: Any) -> Array:
     return xp.zeros_like(xp.reshape(first, (-1,))[0])
 
 
-@functools.cache
-def _gives_directions(cls: type) -> bool:
-    """Whether ``cls.update`` is the base class's, applying ``cls.directions``."""
-    mro = cls.__mro__
-
-    def definer(name: str) -> int:
-        return next(depth for depth, klass in enumerate(mro) if name in vars(klass))
-
-    given = cls.directions is not Optimizer.directions  # type: ignore[attr-defined]
-    return given and definer("directions") <= definer("update")
-
-
 @dataclass(frozen=True)
 class Optimizer:
     """Base class: hyperparameters plus pure ``init`` and ``update``.
@@ -131,8 +118,8 @@ class Optimizer:
 
         ``lr`` is a 0-d array of the params' dtype (or a float); ``decay`` the keys L2
         applies to (None: all). A subclass implements :meth:`directions`, or overrides
-        this method (the fit engine then updates all parameters at once, without
-        :meth:`anynet.Backend.updater`).
+        this method: the fit engine then always calls the override (all parameters at
+        once, never in place), as the functional loop does.
         """
         directions, new_state = self.directions(params, grads, state, xp=xp, decay=decay)
         return {key: params[key] - lr * directions[key] for key in params}, new_state
@@ -153,12 +140,24 @@ class Optimizer:
         """
         raise NotImplementedError
 
+    #: Declared by a class (not inherited) whose :meth:`update` and :meth:`directions`
+    #: never read ``self.lr`` (only the ``lr`` argument): the fit engine then shares one
+    #: compiled runner among learning rates. A class that does not declare it gets a
+    #: runner per learning rate, so its methods see their real ``self.lr``.
+    lr_free: ClassVar[bool] = False
+
+    @property
+    def gives_directions(self) -> bool:
+        """Whether the class implements :meth:`directions`."""
+        return type(self).directions is not Optimizer.directions
+
     @property
     def layerwise(self) -> bool:
-        """Whether :meth:`update` is this optimizer's :meth:`directions` applied (so the
-        fit engine may apply them itself, in place and layer by layer): False for a
-        subclass that overrides ``update`` below the class that gives ``directions``."""
-        return _gives_directions(type(self))  # type: ignore[arg-type]
+        """Whether :meth:`update` is exactly ``p - lr * direction`` of :meth:`directions`
+        (the base class's ``update``, overridden nowhere), so the fit engine may apply
+        the directions itself, in place and layer by layer. False for any optimizer that
+        overrides ``update``: the engine then calls that ``update``."""
+        return type(self).update is Optimizer.update and self.gives_directions
 
     def with_lr(self, lr: float) -> Optimizer:
         """A copy with another base learning rate."""
@@ -173,6 +172,8 @@ class SGD(Optimizer):
     (Nesterov: ``p = p - lr * (g + momentum * v)``). With ``momentum=0`` this
     is the tutorial's update ``p = p - lr * g``.
     """
+
+    lr_free: ClassVar[bool] = True
 
     momentum: float = 0.0
     nesterov: bool = False
@@ -216,6 +217,8 @@ class SGD(Optimizer):
 class Momentum(SGD):
     """SGD with heavy-ball momentum 0.9 by default (``nesterov=True`` for Nesterov)."""
 
+    lr_free: ClassVar[bool] = True
+
     momentum: float = 0.9
 
 
@@ -228,6 +231,8 @@ class Adam(Optimizer):
     ``weight_decay`` is decoupled (AdamW): ``p = p - lr * weight_decay * p`` in the
     same step, applied to every parameter as in PyTorch's ``AdamW``.
     """
+
+    lr_free: ClassVar[bool] = True
 
     lr: float = 0.001
     betas: tuple[float, float] = (0.9, 0.999)
@@ -283,12 +288,16 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay, 0.01 by default (PyTorch's ``AdamW``)."""
 
+    lr_free: ClassVar[bool] = True
+
     weight_decay: float = 0.01
 
 
 @dataclass(frozen=True)
 class Nesterov(Momentum):
     """SGD with Nesterov momentum 0.9."""
+
+    lr_free: ClassVar[bool] = True
 
     nesterov: bool = True
 

@@ -27,7 +27,6 @@ import numbers
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,14 +55,15 @@ except ImportError:  # pragma: no cover - scikit-learn 1.5
         return estimator._validate_data(X, y, **kwargs)
 
 
-from . import functional
 from .backend import Backend, backend_of, get_backend, to_numpy
-from .errors import DivergenceError, InputError
+from .callbacks import Callback, Progress
+from .engine import train
+from .engine.resume import Start
+from .errors import InputError
 from .network import Network
 from .optimizers import SGD, Adam, Optimizer
 from .registry import activations as activation_registry
 from .registry import optimizers as optimizer_registry
-from .training import Callback
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -215,26 +215,6 @@ class _Stopping(Callback):
                 )
             return True
         return False
-
-
-def _step(backend: Backend, model: Any, optimizer: Optimizer) -> Any:
-    """``step(params, opt_state, x, t, lr) -> (params, opt_state, loss)``, jitted where the
-    backend compiles, cached per backend, model and optimizer."""
-    key = (backend, model, replace(optimizer, lr=1.0))
-    step = _STEPS.pop(key, None)
-    if step is None:
-        rule = key[2]
-
-        def one_step(
-            params: dict[str, Array], opt_state: dict[str, Array], x: Array, t: Array, lr: Array
-        ) -> tuple[dict[str, Array], dict[str, Array], Array]:
-            return functional.train_step(model, rule, params, opt_state, x, t, lr=lr)
-
-        step = backend.jit(one_step)
-    _STEPS[key] = step
-    while len(_STEPS) > _MAX_STEPS:
-        _STEPS.popitem(last=False)
-    return step
 
 
 # -- the estimators --------------------------------------------------------------------
@@ -538,36 +518,23 @@ class _BaseMLP(BaseEstimator):
     def _partial_epoch(self, x: Array, t: Array, seed: int) -> None:
         """One pass over the data, continuing the optimizer's state (scikit-learn's partial_fit)."""
         net = self.network_
-        backend, xp = net.backend, net.backend.xp
         n = x.shape[0]
         batch_size = self._batch_size(n)
         optimizer = self._optimizer(batch_size)
-        params = net.params
-        fresh = optimizer.init(params, xp=xp)
+        fresh = optimizer.init(net.params, xp=net.backend.xp)
         state = net.optimizer_state
         if state is None or sorted(state) != sorted(fresh):
             state = fresh
-        step = _step(backend, net.model, optimizer)
-        lr = float(optimizer.lr)
-        order = np.arange(n)
-        if self.shuffle:
-            order = np.random.default_rng([seed, self.n_iter_]).permutation(n)
-        total = None
-        for start in range(0, n, batch_size):
-            index = backend.asarray(order[start : start + batch_size])
-            xb, tb = xp.take(x, index, axis=0), xp.take(t, index, axis=0)
-            with backend.float_errors_silenced():
-                params, state, loss = step(params, state, xb, tb, lr)
-            part = loss * xb.shape[0]
-            total = part if total is None else total + part
-        loss = float(to_numpy(total)) / n
-        if not np.isfinite(loss):
-            raise DivergenceError(
-                f"training diverged in partial_fit: the loss became {loss}; the network keeps "
-                "its parameters from before this call. Try a smaller learning_rate_init."
-            )
-        net.set_params(params)
-        net.optimizer_state = state
+        # epoch n_iter_ of the one engine loop: its order is default_rng([seed, n_iter_]),
+        # its loss the mean of the batch losses weighted by size, as scikit-learn's
+        start = Start(epoch=self.n_iter_, seed=seed, optimizer_state=state, history=None)
+        loop = train(
+            net.model, net.backend, net.dtype, net.params, net.state, x, net._targets(t, n),
+            epochs=self.n_iter_ + 1, optimizer=optimizer, batch_size=batch_size,
+            shuffle=bool(self.shuffle), seed=seed, start=start,
+        )  # fmt: skip
+        history = net._drive(loop, [], None, Progress(0, 1), self.n_iter_ + 1)
+        loss = history.loss[-1]
         self.loss_curve_.append(loss)
         self.n_iter_ += 1
         self.t_ += n

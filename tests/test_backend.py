@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import subprocess
 import sys
@@ -106,15 +107,15 @@ def test_bad_environment_variable_is_named(monkeypatch):
 
 @pytest.mark.parametrize("name", ["jax", "torch", "cupy", "array_api_strict"])
 def test_missing_backend_says_how_to_install(monkeypatch, name):
-    real_import = backend_module.importlib.import_module
+    real_import = importlib.import_module
 
     def refuse(module, *args, **kwargs):
         if module == name:
             raise ImportError(f"No module named {name!r}")
         return real_import(module, *args, **kwargs)
 
-    monkeypatch.setattr(backend_module.importlib, "import_module", refuse)
-    monkeypatch.setattr(backend_module, "_cache", {})
+    monkeypatch.setattr(importlib, "import_module", refuse)
+    monkeypatch.setattr(backend_module.select, "_cache", {})
     with pytest.raises(an.BackendError, match=f"backend '{name}' is not installed.*pip install"):
         an.get_backend(name)
     with pytest.raises(an.BackendError, match="not installed"):
@@ -177,23 +178,60 @@ def test_jax_float64_without_x64_explains_how_to_enable_it():
     assert "x64 False" in result.stdout  # anynet did not flip it
 
 
-def test_updater_writes_new_then_in_place_and_blocks_large_parameters(backend):
-    """Backend.updater: ``p - lr * d`` exactly; the caller's array never written; where the
-    backend updates in place, the second update writes into the array the first returned.
+def test_chunk_writes_new_then_in_place_and_blocks_large_parameters(backend):
+    """The engine's writes for one chunk: ``p - lr * d`` exactly; the caller's array never
+    written; where the backend updates in place, the second update writes into the array
+    the first returned.
     A parameter above one update block (2**18 elements) goes block by block."""
     from anynet import backend as backend_module
+    from anynet.engine.runner import _chunk_writes
 
     rng = np.random.default_rng(0)
     for shape in [(3,), (700, 600)]:  # one block; several blocks of rows
-        assert (math.prod(shape) > backend_module._UPDATE_BLOCK) == (len(shape) == 2)
+        assert (math.prod(shape) > backend_module.UPDATE_BLOCK) == (len(shape) == 2)
         p_host, d_host = rng.normal(size=shape), rng.normal(size=shape)
         p = backend.asarray(p_host, "float64", copy=True)
         d = backend.asarray(d_host, "float64")
         lr = backend.asarray(np.asarray(0.3), "float64")
-        update = backend.updater()
+        update = _chunk_writes(backend).write
         first = update(p, lr, d)
         np.testing.assert_array_equal(an.to_numpy(p), p_host)  # the caller's: untouched
         np.testing.assert_array_equal(an.to_numpy(first), p_host - 0.3 * d_host)
         second = update(first, lr, d)
         np.testing.assert_array_equal(an.to_numpy(second), (p_host - 0.3 * d_host) - 0.3 * d_host)
         assert (second is first) == backend.updates_in_place
+
+
+def test_new_update_is_a_new_array_on_every_backend(backend):
+    """Backend.new_update: ``p - lr * d`` as a new array, ``p`` untouched, in one block or
+    several (2**18 elements a block), eagerly (bit for bit) and inside ``backend.jit``."""
+    rng = np.random.default_rng(1)
+    for shape in [(3,), (700, 600)]:
+        p_host, d_host = rng.normal(size=shape), rng.normal(size=shape)
+        p = backend.asarray(p_host, "float64", copy=True)
+        d = backend.asarray(d_host, "float64")
+        lr = backend.asarray(np.asarray(0.3), "float64")
+        new = backend.new_update(p, lr, d)
+        assert new is not p
+        np.testing.assert_array_equal(an.to_numpy(new), p_host - 0.3 * d_host)
+        np.testing.assert_array_equal(an.to_numpy(p), p_host)
+        compiled = backend.jit(backend.new_update)(p, lr, d)  # XLA may fuse a multiply-add
+        np.testing.assert_allclose(
+            an.to_numpy(compiled), p_host - 0.3 * d_host, rtol=1e-14, atol=1e-15
+        )
+    assert backend.compiles == (backend.name == "jax")  # only JAX's jit really compiles
+
+
+def test_buffer_of_tells_arrays_that_may_share_memory(backend):
+    """Backend.buffer_of: one number per buffer: stable, different for a fresh array, and
+    (libraries with views) the same for a view and its base."""
+    host = np.arange(12.0).reshape(3, 4)
+    a = backend.asarray(host, "float64", copy=True)
+    fresh = backend.asarray(host, "float64", copy=True)
+    assert backend.buffer_of(a) == backend.buffer_of(a)
+    assert backend.buffer_of(fresh) != backend.buffer_of(a)
+    if backend.name in ("numpy", "torch", "cupy"):
+        view = backend.xp.reshape(a, (4, 3))
+        assert view is not a
+        assert backend.buffer_of(view) == backend.buffer_of(a)
+        assert backend.buffer_of(view[1:, ...]) == backend.buffer_of(a)

@@ -8,6 +8,7 @@ PyTorch's or JAX's autodiff where installed (``oracle="all"``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -18,7 +19,6 @@ import numpy as np
 import pytest
 
 import anynet as an
-from anynet import backend as backend_module
 from anynet.layers import (
     BatchNorm,
     Dense,
@@ -394,14 +394,14 @@ def test_arguments_are_checked():
 
 
 def test_missing_oracles(monkeypatch):
-    real_import = backend_module.importlib.import_module
+    real_import = importlib.import_module
 
     def refuse(module, *args, **kwargs):
         if module.split(".")[0] in ("torch", "jax"):
             raise ImportError(f"No module named {module!r}")
         return real_import(module, *args, **kwargs)
 
-    monkeypatch.setattr(backend_module.importlib, "import_module", refuse)
+    monkeypatch.setattr(importlib, "import_module", refuse)
     with pytest.raises(an.BackendError, match="oracle='torch' needs torch, which is not installed"):
         check_layer(Dense(2), 3, oracle="torch", backends=[])
     report = check_layer(Dense(2), 3, oracle="all", backends=[])  # every installed one: none

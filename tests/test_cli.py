@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -45,15 +46,15 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def hide(monkeypatch, names):
     """Make the backend libraries ``names`` fail to import, as on a NumPy-only install."""
-    real_import = backend_module.importlib.import_module
+    real_import = importlib.import_module
 
     def refuse(module, *args, **kwargs):
         if module.split(".")[0] in names:
             raise ImportError(f"No module named {module!r}")
         return real_import(module, *args, **kwargs)
 
-    monkeypatch.setattr(backend_module.importlib, "import_module", refuse)
-    monkeypatch.setattr(backend_module, "_cache", {})
+    monkeypatch.setattr(importlib, "import_module", refuse)
+    monkeypatch.setattr(backend_module.select, "_cache", {})
 
 
 # ------------------------------------------------------------------ usage

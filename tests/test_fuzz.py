@@ -755,7 +755,7 @@ FIXED_ESCAPES: list[Escape] = [
         lambda v, b: _ambiguous_array(v),
         lambda b: an.Network([2, 3, 1], dtype=np.zeros(2), backend=b),
         AMBIGUOUS.format(
-            where="anynet/backend.py Backend.dtype: `if not isinstance(name, str) or`"
+            where="anynet/backend/base.py Backend.dtype: `if not isinstance(name, str) or`"
         ),
     ),
     Escape(
@@ -770,14 +770,14 @@ FIXED_ESCAPES: list[Escape] = [
         "Network.device",
         lambda v, b: b is not None and b.name == "jax" and _ambiguous_array(v),
         lambda b: an.Network([2, 3, 1], backend=b.name, device=np.zeros(2)),
-        AMBIGUOUS.format(where="anynet/backend.py _JaxBackend.resolve_device (`device in ...`)"),
+        AMBIGUOUS.format(where="anynet/backend/jax.py JaxBackend.resolve_device (`device in ...`)"),
         backends=("jax",),
     ),
     Escape(
         "to.device",
         lambda v, b: b is not None and b.name == "jax" and _ambiguous_array(v),
         lambda b: small(b).to(b.name, np.zeros(2)),
-        AMBIGUOUS.format(where="anynet/backend.py _JaxBackend.resolve_device (`device in ...`)"),
+        AMBIGUOUS.format(where="anynet/backend/jax.py JaxBackend.resolve_device (`device in ...`)"),
         backends=("jax",),
     ),
     *[
@@ -787,7 +787,7 @@ FIXED_ESCAPES: list[Escape] = [
             lambda b, argument=argument: small(b).fit(
                 X4, Y4, epochs=1, batch_size=3, **{argument: np.zeros(2)}
             ),
-            AMBIGUOUS.format(where=f"anynet/training.py fit ({argument})"),
+            AMBIGUOUS.format(where=f"anynet/engine/fit.py fit ({argument})"),
         )
         for argument in ("verbose", "shuffle")
     ],
@@ -796,20 +796,20 @@ FIXED_ESCAPES: list[Escape] = [
         lambda v, b: _unhashable(v),
         lambda b: small(b).fit(X4, Y4, epochs=1, drop_last=[]),
         "TypeError (unhashable) or ValueError (array truth value): drop_last is used as a cache "
-        "key unchecked; fix in anynet/training.py fit: require a bool (InputError otherwise)",
+        "key unchecked; fix in anynet/engine/fit.py fit: require a bool (InputError otherwise)",
     ),
     Escape(
         "fit.lr",
         _huge_real(F32_MAX),
         lambda b: small(b).fit(X4, Y4, epochs=1, lr=1e308),
         "lr beyond float32's range overflows when cast (RuntimeWarning); fix in "
-        "anynet/training.py: refuse lr > np.finfo(dtype).max with an InputError",
+        "anynet/engine/fit.py: refuse lr > np.finfo(dtype).max with an InputError",
     ),
     Escape(
         "fit.callbacks",
         lambda v, b: _not_iterable(v),
         lambda b: small(b).fit(X4, Y4, epochs=1, callbacks=3),
-        "TypeError iterating callbacks; fix in anynet/training.py: refuse a non-sequence "
+        "TypeError iterating callbacks; fix in anynet/engine/fit.py: refuse a non-sequence "
         "callbacks argument with an InputError",
     ),
     *[

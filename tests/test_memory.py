@@ -15,7 +15,8 @@ import pytest
 import anynet as an
 from anynet import backend as backend_module
 from anynet import functional as F
-from anynet import training
+from anynet.engine import fit as engine_fit
+from anynet.engine import runner as engine_runner
 from anynet.layers import BatchNorm, Dense, LayerNorm
 
 
@@ -65,14 +66,14 @@ def test_default_inference_batch_bounds_the_widest_layer():
 
 def test_shuffle_orders_stay_within_their_budget():
     n = 1_000_000
-    rows = training._chunk_rows(n, shuffled=True)
-    assert rows * n <= max(training.ORDER_BUDGET, 4 * n)
-    orders = training._orders(seed=0, first=10, count=2, n=1000, rows=3)
+    rows = engine_fit._chunk_rows(n, shuffled=True)
+    assert rows * n <= max(engine_fit.ORDER_BUDGET, 4 * n)
+    orders = engine_fit._orders(seed=0, first=10, count=2, n=1000, rows=3)
     assert orders.dtype == np.int32 and orders.shape == (3, 1000)
     want = np.random.default_rng([0, 11]).permutation(1000)
     np.testing.assert_array_equal(orders[1], want)  # one generator per (seed, epoch)
-    assert training._chunk_rows(1797, shuffled=True) == 2**18 // 1797  # W2: 145 epochs
-    assert training._chunk_rows(200, shuffled=True) == training.CHUNK
+    assert engine_fit._chunk_rows(1797, shuffled=True) == 2**18 // 1797  # W2: 145 epochs
+    assert engine_fit._chunk_rows(200, shuffled=True) == engine_fit.CHUNK
 
 
 @pytest.mark.backends("jax", reason="counts XLA compilations")
@@ -81,7 +82,9 @@ def test_changing_epochs_does_not_recompile_on_jax(backend):
     net = an.Network([2, 5, 1], seed=0, backend=backend)
     for batch_size in (None, 16):
         net.fit(X, y, epochs=11, lr=0.5, batch_size=batch_size)
-        runner = training._runner(backend, net.model, an.optimizers.SGD(), batch_size, False, False)
+        runner = engine_runner.runner(
+            backend, net.model, net.dtype, an.optimizers.SGD(), batch_size, False, False
+        )
         compiled = runner._cache_size()  # other tests may have compiled this runner too
         for epochs in (12, 3, 250, 1):
             net.fit(X, y, epochs=epochs, lr=0.5, batch_size=batch_size)
@@ -142,16 +145,16 @@ def test_large_models_update_layer_by_layer_in_place(backend, monkeypatch):
     net = an.Network(widths, ["relu"] * 5 + ["sigmoid"], seed=0, dtype="float64",
                      backend=backend)  # fmt: skip
     sizes = [value.nbytes for value in net.params.values()]
-    assert sum(v.size for v in net.params.values()) >= training.LAYERWISE_PARAMS
+    assert sum(v.size for v in net.params.values()) >= engine_runner.LAYERWISE_PARAMS
     taken = {key: host(value).copy() for key, value in net.params.items()}
     arrays = net.params
     peak = _peak_of_fit(net, X, y, lr=0.01)
-    block = backend_module._UPDATE_BLOCK * 8
+    block = backend_module.UPDATE_BLOCK * 8
     assert peak <= sum(sizes) + max(sizes) + 2 * block, (peak, sizes)
     for key, value in arrays.items():  # the arrays taken before fit were never written
         np.testing.assert_array_equal(host(value), taken[key])
     # the same network trained with whole-model updates holds all gradients at once
-    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 2**62)
-    monkeypatch.setattr(training, "_RUNNERS", {})
+    monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 2**62)
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
     whole = _peak_of_fit(net, X, y, lr=0.01)
     assert whole >= peak + 0.5 * sum(sizes), (whole, peak)

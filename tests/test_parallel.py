@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import anynet as an
-from anynet import training
+from anynet import callbacks
+from anynet.engine import runner as engine_runner
 from anynet.layers import BatchNorm, Dense
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -53,7 +54,9 @@ MULTI_DEVICE = textwrap.dedent(
     import jax
     import numpy as np
     import anynet as an
-    from anynet import training
+    from anynet import callbacks
+from anynet.engine import fit as engine_fit
+from anynet.engine import runner as engine_runner
     from anynet.layers import BatchNorm, Dense, Dropout
 
     X, y = an.datasets.planar_flower(n=203)  # 203 rows: divides over no device count
@@ -83,12 +86,13 @@ MULTI_DEVICE = textwrap.dedent(
         # the compiled runner of a data-parallel fit, lowered with its real arguments
         backend, net, opt = an.get_backend("jax"), network(), an.optimizers.SGD()
         placement = backend.data_parallel(devices)
-        run = training._runner(backend, net.model, opt, batch_size, False, False, placement)
+        run = engine_runner.runner(backend, net.model, net.dtype, opt, batch_size, False, False,
+                                   placement)
         x, t = net._inputs(X), net._targets(y, X.shape[0])
         params, state, opt_state = placement.broadcast(
             (net.params, net.state, opt.init(net.params, xp=backend.xp)))
         x, t = placement.replicate((x, t))
-        orders = backend.asarray(training._orders(0, 0, 2, X.shape[0], 2))
+        orders = backend.asarray(engine_fit._orders(0, 0, 2, X.shape[0], 2))
         lrs = backend.asarray(np.full(2, 0.1), "float64")
         lrs, orders, count = placement.replicate((lrs, orders, backend.loop_count(2)))
         text = run.lower(params, opt_state, state, lrs, orders, count, x, t, None, None)
@@ -249,7 +253,7 @@ def test_default_device_is_this_process_own(backend):
     import jax
 
     assert an.get_backend("jax").device == jax.local_devices()[0]
-    assert set(an.backend._jax_devices(jax)) <= set(jax.local_devices())
+    assert set(an.backend.jax_devices(jax)) <= set(jax.local_devices())
 
 
 @JAX_ONLY
@@ -259,7 +263,9 @@ def test_data_parallel_runner_is_compiled_once_per_configuration(backend):
     placement = backend.data_parallel(1)
     assert placement == backend.data_parallel([backend.device]) and placement.size == 1
     net.fit(X, y, epochs=2, lr=0.5, batch_size=16, devices=1)
-    runner = training._runner(backend, net.model, an.optimizers.SGD(), 16, False, False, placement)
+    runner = engine_runner.runner(
+        backend, net.model, net.dtype, an.optimizers.SGD(), 16, False, False, placement
+    )
     compiled = runner._cache_size()
     for epochs in (3, 7, 1):
         net.fit(X, y, epochs=epochs, lr=0.5, batch_size=16, devices=[backend.device])
@@ -380,10 +386,10 @@ def test_checkpoints_are_written_by_the_primary_process_only(tmp_path):
         def is_primary_process(self):
             return True
 
-    checkpointer = training.Checkpointer(
+    checkpointer = callbacks.Checkpointer(
         tmp_path / "run.npz", 5, {}, lambda *args: written.append(args[0])
     )
-    history = training.History()
+    history = callbacks.History()
     checkpointer.write({}, history, 0, 5, Secondary())
     assert written == []
     checkpointer.write({}, history, 0, 5, Primary())

@@ -1,4 +1,4 @@
-"""Recorded steps replayed as straight-line code (anynet._replay, eager backends).
+"""Recorded steps replayed as straight-line code (anynet.engine.replay, eager backends).
 
 The reference is the eager step itself: a fit with the replay off (every step runs
 the layers' Python) must give the same bits as a fit with it on, and a step whose
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import anynet as an
-from anynet import training
-from anynet._replay import Replayer
+from anynet.engine import runner as engine_runner
+from anynet.engine.replay import Replayer
 from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 from anynet.optimizers import Adam, Momentum
 
@@ -36,7 +36,7 @@ FITS = {
 
 
 def _fit(backend, name, replay, monkeypatch):
-    monkeypatch.setattr(training, "REPLAY", replay)
+    monkeypatch.setattr(engine_runner, "REPLAY", replay)
     X, y = an.datasets.spirals(n=90, n_classes=3, seed=1) if name == "stateful" else (
         an.datasets.planar_flower()
     )  # fmt: skip
@@ -51,10 +51,10 @@ def in_place(request, monkeypatch):
     """Whether these small networks run as the engine runs large ones: updates in place
     (the replays then write into the parameters from a chunk's second step)."""
     if request.param:
-        monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 8)
-    training._RUNNERS.clear()  # runners read the thresholds when they are made
+        monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 8)
+    engine_runner.clear_caches()  # runners read the thresholds when they are made
     yield request.param
-    training._RUNNERS.clear()
+    engine_runner.clear_caches()
 
 
 @pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy", reason="eager backends")
@@ -88,10 +88,11 @@ def test_the_replay_skips_the_steps_python_and_follows_new_arguments():
                         expected[0]["b"], expected[1]), strict=True):  # fmt: skip
             np.testing.assert_array_equal(a, b)
         params = got[0]
-    # the recording called it once; the replays did not; the eager references did
-    assert len(calls) == 1 + 3
+    # the two recordings called it (the second checks that nothing but the arguments
+    # changed); the replay did not; the eager references did
+    assert len(calls) == 2 + 3
     replayer(params, rng.normal(size=(7, 2)), 0.1)  # another shape: recorded anew
-    assert len(calls) == 5
+    assert len(calls) == 6
 
 
 @pytest.mark.parametrize(
@@ -170,12 +171,12 @@ def test_the_engine_replays_small_networks_and_not_large_ones(backend, monkeypat
     assert 1 <= len(calls) < 20
     del calls[:]
     # "large": updated layer by layer, eagerly
-    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 4)
-    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 4)
-    training._RUNNERS.clear()
+    monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 4)
+    monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 4)
+    engine_runner.clear_caches()
     net.fit(X, y, epochs=20, lr=0.5)
     assert len(calls) >= 20
-    training._RUNNERS.clear()
+    engine_runner.clear_caches()
 
 
 def test_a_momentum_fit_with_a_schedule_replays_the_learning_rates(monkeypatch):
@@ -183,7 +184,7 @@ def test_a_momentum_fit_with_a_schedule_replays_the_learning_rates(monkeypatch):
     X, y = an.datasets.planar_flower()
     results = []
     for replay in (False, True):
-        monkeypatch.setattr(training, "REPLAY", replay)
+        monkeypatch.setattr(engine_runner, "REPLAY", replay)
         net = an.Network([2, 5, 1], ["relu", "sigmoid"], seed=2, dtype="float64")
         schedule = an.optimizers.Step(step_size=2, gamma=0.5)
         net.fit(X, y, epochs=7, optimizer=Momentum(lr=0.3, momentum=0.9), schedule=schedule)
@@ -193,7 +194,7 @@ def test_a_momentum_fit_with_a_schedule_replays_the_learning_rates(monkeypatch):
 
 
 def test_recordings_are_kept_for_a_bounded_number_of_shapes(monkeypatch):
-    from anynet import _replay
+    from anynet.engine import replay as _replay
 
     monkeypatch.setattr(_replay, "MAX_RECORDINGS", 3)
     replayer = Replayer(lambda xp, x: xp.tanh(x) * 2.0, np)
@@ -223,3 +224,82 @@ def test_integer_constants_give_the_eager_numbers(backend, dtype):
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
     assert len(replayer._replays) == 1 and callable(next(iter(replayer._replays.values())))
+
+
+# -- the refusals: each either replays the eager numbers or runs eagerly --------------
+
+_DRAWS = iter(range(10**6))
+
+
+def _swallowing(xp, x):
+    try:
+        scale = 2.0 if float(xp.sum(x)) > 0 else 3.0
+    except Exception:  # a user's fallback: must not be what the replay bakes
+        scale = 5.0
+    return x * scale
+
+
+def _probing(xp, x):
+    return x * (2.0 if hasattr(x, "sum") else 3.0)  # an attribute outside the standard
+
+
+def _own_namespace(xp, x):
+    from array_api_compat import array_namespace
+
+    return array_namespace(x).sum(x, axis=0)
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (lambda xp, x: x[x > 0] * (1.0 / x[x > 0].shape[0]), True),  # boolean mask
+        (lambda xp, x: x * (1.0 / xp.nonzero(x > 0)[0].shape[0]), True),
+        (lambda xp, x: xp.unique_values(x > 0.5), True),
+        (lambda xp, x: x[:, 0] * (1.0 / (x[:, 0] > 0)[0:1].shape[0]), False),  # static shape
+        (_swallowing, True),
+        (_probing, True),
+        (lambda xp, x: np.tanh(x), True),  # a NumPy ufunc on a stand-in
+        (lambda xp, x: x * np.float64(next(_DRAWS)), True),  # a NumPy scalar that changes
+        (lambda xp, x: x * float(next(_DRAWS)), True),  # a Python number that changes
+        (lambda xp, x: x * np.float64(2.5) + 1.0, False),  # constants that do not
+        (_own_namespace, False),
+    ],
+    ids=["mask", "nonzero", "unique", "static", "except-Exception", "hasattr", "ufunc",
+         "numpy-draw", "python-draw", "constants", "own-namespace"],
+)  # fmt: skip
+def test_a_step_is_replayed_only_where_it_gives_the_eager_numbers(body, refused):
+    import itertools
+
+    global _DRAWS
+    rng = np.random.default_rng(3)
+    inputs = [rng.normal(size=(6, 3)) for _ in range(5)]
+    _DRAWS = itertools.count()
+    expected = [np.asarray(body(np, x.copy())) for x in inputs]
+    _DRAWS = itertools.count()
+    replayer = Replayer(body, an.get_backend("numpy").xp)
+    for x, want in zip(inputs, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(replayer(x)), want)
+    replays = [v for v in replayer._replays.values() if callable(v)]
+    assert bool(replayer.refusals) == refused, replayer.refusals
+    assert bool(replays) != refused
+
+
+def test_recordings_are_keyed_by_the_whole_structure_of_the_arguments():
+    """Dict entries of another dtype, or other keys, get their own recording."""
+
+    def step(xp, params, x):  # the dtype is read from the parameters: a recorded constant
+        return {key: p * 2.0 + xp.ones(p.shape, dtype=p.dtype) for key, p in params.items()}
+
+    replayer = Replayer(step, np)
+    x = np.ones((2, 2))
+    for params in (
+        {"a": np.ones(3, dtype=np.float32)}, {"a": np.ones(3, dtype=np.float32)},
+        {"a": np.ones(3)}, {"a": np.ones(3)}, {"a": np.ones(3), "b": np.zeros(2)},
+        {"a": np.ones(3, dtype=np.float32)}, {"a": np.ones(3)},
+    ):  # fmt: skip
+        got = replayer(params, x)
+        want = step(np, params, x)
+        assert sorted(got) == sorted(want)
+        for key in want:
+            assert got[key].dtype == want[key].dtype
+            np.testing.assert_array_equal(got[key], want[key])

@@ -101,12 +101,59 @@ def test_no_import_cycle_in_the_package():
     assert find_cycles(graph) == []
 
 
+def _engine(graph):
+    return sorted(name for name in graph if name.startswith("anynet.engine"))
+
+
 def test_streets_run_one_way():
     graph = import_graph()
-    assert not graph["anynet.io"] & {"anynet.network", "anynet.training"}
-    assert "anynet.network" not in graph["anynet.training"]
-    for module in ("anynet.model", "anynet.functional", "anynet.heads", "anynet.losses"):
-        assert not graph[module] & {"anynet.network", "anynet.training", "anynet.io"}, module
+    engine = set(_engine(graph))
+    assert {"anynet.engine.step", "anynet.engine.fit", "anynet.engine.runner"} <= engine
+    assert not graph["anynet.io"] & ({"anynet.network"} | engine)
+    for module in ("anynet.model", "anynet.heads", "anynet.losses", "anynet.layers.base"):
+        assert not graph[module] & ({"anynet.network", "anynet.io"} | engine), module
+    assert not graph["anynet.functional"] & {"anynet.network", "anynet.io"}
+
+
+def test_the_engine_never_imports_the_network_or_its_faces():
+    """``Network`` drives the engine; the engine hands back completed chunks, never
+    reaching into the network, its callbacks or the scikit-learn face."""
+    graph = import_graph()
+    faces = {"anynet.network", "anynet.callbacks", "anynet.sklearn", "anynet.cli", "anynet"}
+    for module in _engine(graph):
+        assert not graph[module] & faces, (module, graph[module] & faces)
+
+
+def test_backends_know_nothing_of_training():
+    graph = import_graph()
+    for module in (m for m in graph if m.startswith("anynet.backend")):
+        training = {m for m in graph[module] if m.startswith(("anynet.engine", "anynet.network"))}
+        assert not training, (module, training)
+
+
+def _package_of(module: str, path: pathlib.Path) -> str:
+    return module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+
+
+def test_no_private_name_is_imported_across_packages():
+    """``from .other_package import _private`` couples to another package's insides:
+    packages (``anynet``, ``anynet.engine``, ``anynet.backend``, ``anynet.layers``,
+    ``anynet.testing``) share only their public names."""
+    modules = _modules()
+    hits = []
+    for module, path in sorted(modules.items()):
+        own = _package_of(module, path)
+        for node in _runtime_imports(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            for target in _targets(module, path, node, modules):
+                target_path = modules[target]
+                if _package_of(target, target_path) == own or target == own:
+                    continue
+                hits += [
+                    f"{module}: {target}.{a.name}" for a in node.names if a.name.startswith("_")
+                ]
+    assert hits == []
 
 
 def _source_lines():
@@ -127,7 +174,7 @@ def _source_lines():
         ),
         (
             r"""(backend|name)\s*[!=]=\s*["'](jax|cupy|torch|numpy|array_api_strict)["']""",
-            ("anynet/backend.py",),
+            (),  # each backend's class answers for its library (anynet/backend/*.py)
         ),
     ],
 )
@@ -140,12 +187,12 @@ def test_names_are_compared_only_by_their_owner(pattern, owners):
     assert hits == []
 
 
-def test_backend_libraries_are_imported_in_the_backend_module_only():
+def test_backend_libraries_are_imported_in_their_backend_module_only():
     libraries = {"jax", "cupy", "torch", "array_api_strict"}
+    own = {"jax.py": "jax", "cupy.py": "cupy", "torch.py": "torch", "strict.py": "array_api_strict"}
     hits = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "backend.py" and path.parent == PACKAGE:
-            continue
+        allowed = {own.get(path.name)} if path.parent == PACKAGE / "backend" else set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -153,5 +200,25 @@ def test_backend_libraries_are_imported_in_the_backend_module_only():
                 names = [node.module or ""]
             else:
                 continue
-            hits += [f"{path.name}:{node.lineno}" for n in names if n.split(".")[0] in libraries]
+            hits += [
+                f"{path.name}:{node.lineno}"
+                for n in names
+                if n.split(".")[0] in libraries - allowed
+            ]
+    assert hits == []
+
+
+def test_private_backend_names_stay_in_the_backend_package():
+    """Outside ``anynet/backend/``, code imports only the public names of ``anynet.backend``."""
+    modules = _modules()
+    hits = []
+    for module, path in sorted(modules.items()):
+        if module == "anynet.backend" or module.startswith("anynet.backend."):
+            continue
+        for node in _runtime_imports(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            targets = _targets(module, path, node, modules)
+            if any(t == "anynet.backend" or t.startswith("anynet.backend.") for t in targets):
+                hits += [f"{module}: {a.name}" for a in node.names if a.name.startswith("_")]
     assert hits == []

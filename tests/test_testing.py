@@ -7,6 +7,7 @@ wrong derivative, a backend whose tanh is off by 1e-6, a backend that crashes.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import subprocess
 import sys
@@ -183,14 +184,14 @@ def test_oracle_catches_a_derivative_finite_differences_blur(oracle, monkeypatch
 
 
 def test_missing_oracle_library_is_explained(monkeypatch):
-    real_import = backend_module.importlib.import_module
+    real_import = importlib.import_module
 
     def refuse(module, *args, **kwargs):
         if module == "torch":
             raise ImportError("No module named 'torch'")
         return real_import(module, *args, **kwargs)
 
-    monkeypatch.setattr(backend_module.importlib, "import_module", refuse)
+    monkeypatch.setattr(importlib, "import_module", refuse)
     net, X, y = flower_net("numpy")
     with pytest.raises(an.BackendError, match="oracle='torch' needs torch, which is not installed"):
         check_gradients(net, X, y, oracle="torch")
@@ -405,15 +406,15 @@ def test_backend_params_cover_every_backend_and_device():
 
 
 def test_backend_params_skip_missing_backends_with_the_reason(monkeypatch):
-    real_import = backend_module.importlib.import_module
+    real_import = importlib.import_module
 
     def refuse(module, *args, **kwargs):
         if module == "torch":
             raise ImportError("No module named 'torch'")
         return real_import(module, *args, **kwargs)
 
-    monkeypatch.setattr(backend_module.importlib, "import_module", refuse)
-    monkeypatch.setattr(backend_module, "_cache", {})
+    monkeypatch.setattr(importlib, "import_module", refuse)
+    monkeypatch.setattr(backend_module.select, "_cache", {})
     (param,) = backend_params(["torch"])
     (mark,) = param.marks
     assert mark.name == "skip"

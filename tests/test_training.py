@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import anynet as an
-from anynet import training
+from anynet import callbacks
+from anynet.engine import fit as engine_fit
+from anynet.engine import runner as engine_runner
 from anynet.optimizers import SGD, Adam, AdamW, Cosine, Exponential, Momentum, Step
 from anynet.testing import assert_close, assert_on_backend
 
@@ -339,11 +341,11 @@ def test_divergence_keeps_the_last_finite_weights(backend, optimizer, batch_size
 
 def test_losses_are_read_back_once_per_chunk(backend, monkeypatch):
     calls = []
-    real = training.to_numpy
-    monkeypatch.setattr(training, "to_numpy", lambda a: calls.append(1) or real(a))
+    real = engine_fit.to_numpy
+    monkeypatch.setattr(engine_fit, "to_numpy", lambda a: calls.append(1) or real(a))
     X, y = an.datasets.planar_flower(n=30)
     net = an.Network([2, 3, 1], seed=0, backend=backend)
-    net.fit(X, y, epochs=2 * training.CHUNK + 5, lr=0.5)
+    net.fit(X, y, epochs=2 * engine_fit.CHUNK + 5, lr=0.5)
     assert len(calls) == 3  # three chunks, one figure each: never one read per step
 
 
@@ -351,12 +353,14 @@ def test_compiled_runner_is_reused_across_fits(backend):
     X, y = an.datasets.planar_flower(n=30)
     net = an.Network([2, 3, 1], seed=0, backend=backend)
     net.fit(X, y, epochs=20, lr=0.5)
-    before = len(training._RUNNERS)
-    runner = training._runner(backend, net.model, an.optimizers.SGD(), None, False, False)
+    before = len(engine_runner._RUNNERS)
+    runner = engine_runner.runner(
+        backend, net.model, net.dtype, an.optimizers.SGD(), None, False, False
+    )
     compiled = runner._cache_size() if backend.name == "jax" else None
     net.fit(X, y, epochs=20, lr=0.9)
     an.Network([2, 3, 1], seed=1, backend=backend).fit(X, y, epochs=20, lr=0.1)
-    assert len(training._RUNNERS) == before
+    assert len(engine_runner._RUNNERS) == before
     if backend.name == "jax":
         assert runner._cache_size() == compiled  # no new compilation for the later fits
 
@@ -381,7 +385,7 @@ def test_progress_bar_on_a_terminal():
             return True
 
     stream = Terminal()
-    progress = training._Progress(True, 10, stream=stream)
+    progress = callbacks.Progress(True, 10, stream=stream)
     progress.update(0, [{"loss": 0.5, "lr": 0.1}] * 10)
     progress.close()
     assert "10/10" in stream.getvalue() and "loss=0.5" in stream.getvalue()
@@ -530,9 +534,9 @@ def test_in_place_updates_give_the_pure_numbers(backend, layerwise, monkeypatch)
     """fit updates in place where the backend allows (and layer by layer on large models);
     its numbers equal the pure steps of anynet.functional (rows, the same batches), and
     it never writes into the arrays it was given."""
-    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
-    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 1)  # this small model too
-    monkeypatch.setattr(training, "_RUNNERS", {})
+    monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
+    monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 1)  # this small model too
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(24, 5)), rng.integers(0, 3, 24)
     net = an.Network([5, 7, 6, 3], ["tanh", "relu", "softmax"], seed=4, dtype="float64",
@@ -583,9 +587,9 @@ def test_a_diverging_in_place_fit_keeps_exactly_the_last_good_parameters(
 ):
     """With updates written in place, the rewind still lands on the parameters at the
     start of the last epoch with a finite loss: those of a fit stopped there."""
-    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 1)
-    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
-    monkeypatch.setattr(training, "_RUNNERS", {})
+    monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 1)
+    monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
     X = np.linspace(-1, 1, 40)[:, None] * np.array([[1.0, 2.0]])
     y = 1e3 * X[:, 0]
 
@@ -614,9 +618,9 @@ def test_in_place_layer_by_layer_with_state_and_containers_gives_the_pure_number
     in place layer by layer: the numbers of pure rows-are-samples steps."""
     from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 
-    monkeypatch.setattr(training, "IN_PLACE_ELEMENTS", 1)
-    monkeypatch.setattr(training, "LAYERWISE_PARAMS", 1)
-    monkeypatch.setattr(training, "_RUNNERS", {})
+    monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 1)
+    monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1)
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(24, 4)), rng.integers(0, 2, 24)
     layers = [Dense(6), BatchNorm(), "relu", Dropout(0.3),

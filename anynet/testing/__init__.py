@@ -50,7 +50,7 @@ function that needs it is called.
 
 from __future__ import annotations
 
-from ._text import _format, _host, _table, _worst
+from ._text import _host, _worst, format_number, text_table
 from .agreement import (
     BackendMismatch,
     Comparison,
@@ -59,10 +59,8 @@ from .agreement import (
     _differences,
     _flatten,
     _is_number_list,
-    _label,
     _move_input,
     _network_copy,
-    _resolve,
     _run_function,
     _run_network,
     _short_device,
@@ -70,17 +68,19 @@ from .agreement import (
     _unavailable,
     _usable_cases,
     assert_backends_agree,
+    backend_label,
     compare_backends,
+    resolve_backend,
 )
 from .gradients import (
     GradientCheckError,
     GradientReport,
     ParameterCheck,
-    _describe,
     _entries,
     _finite_differences,
     _float64_twin,
     check_gradients,
+    describe_network,
 )
 from .layer_check import LayerCheckError, LayerGradientCheck, LayerReport, check_layer
 from .oracles import (

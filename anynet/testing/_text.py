@@ -10,7 +10,7 @@ import numpy as np
 from ..backend import backend_of, to_numpy
 
 
-def _format(value: float | None, digits: int = 1) -> str:
+def format_number(value: float | None, digits: int = 1) -> str:
     """``"1.2e-03"``; ``"0"`` for zero and ``"-"`` for None."""
     if value is None:
         return "-"
@@ -19,7 +19,7 @@ def _format(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}e}"
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def text_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A plain-text table, columns padded to their widest cell."""
     rows = [list(map(str, row)) for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]

@@ -19,15 +19,15 @@ import numpy as np
 
 from ..backend import (
     Backend,
-    _device_text,
     available_backends,
+    device_text,
     get_backend,
     stand_in_devices,
     to_numpy,
 )
 from ..errors import InputError
 from ..network import Network
-from ._text import _format, _host, _table
+from ._text import _host, format_number, text_table
 from .tolerances import ATOL, RTOL, _check_tolerance, relative_errors
 
 __all__ = [
@@ -41,10 +41,10 @@ __all__ = [
 
 def _short_device(device: Any) -> str:
     """``"cpu"``, ``"cuda:0"``, ``"device1"``: a device as a short string."""
-    return _device_text(device)
+    return device_text(device)
 
 
-def _label(backend: Backend) -> str:
+def backend_label(backend: Backend) -> str:
     """The backend's name, plus ``:device`` when it is not the backend's default device."""
     try:
         default = get_backend(backend.name)
@@ -55,7 +55,7 @@ def _label(backend: Backend) -> str:
     return f"{backend.name}:{_short_device(backend.device)}"
 
 
-def _resolve(spec: Any) -> Backend:
+def resolve_backend(spec: Any) -> Backend:
     """A backend from ``"name"``, ``"name:device"``, ``(name, device)`` or a Backend."""
     if isinstance(spec, Backend):
         return spec
@@ -224,8 +224,8 @@ class Comparison:
                     row.backend if first else "",
                     row.output,
                     str(row.shape),
-                    _format(row.max_abs),
-                    _format(row.max_rel),
+                    format_number(row.max_abs),
+                    format_number(row.max_rel),
                     "ok" if row.ok else "FAILED",
                     f"{seconds * 1000:.3g}" if first and seconds is not None else "",
                     row.note,
@@ -239,7 +239,7 @@ class Comparison:
         bad = self.failures()
         if bad:
             tail += f"\nFAILED: {len(bad)} of {len(self.rows)} outputs disagree"
-        return head + "\n" + _table(headers, body) + tail
+        return head + "\n" + text_table(headers, body) + tail
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -427,22 +427,24 @@ def compare_backends(
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     rtol = RTOL[dtype] if rtol is None else _check_tolerance(rtol, "rtol")
     atol = ATOL[dtype] if atol is None else _check_tolerance(atol, "atol")
-    chosen = [_resolve(spec) for spec in (available_backends() if backends is None else backends)]
-    base = _resolve(reference)
+    chosen = [
+        resolve_backend(spec) for spec in (available_backends() if backends is None else backends)
+    ]
+    base = resolve_backend(reference)
 
     def run(backend: Backend) -> tuple[dict[str, np.ndarray], float, float | None]:
         if isinstance(fn_or_net, Network):
             return _run_network(fn_or_net, inputs, backend, dtype, epochs, lr)
         return _run_function(fn_or_net, inputs, backend, dtype)
 
-    base_label = _label(base)
+    base_label = backend_label(base)
     want, seconds, fit_seconds = run(base)
     times, outputs, fit_times = {base_label: seconds}, {base_label: want}, {}
     if fit_seconds is not None:
         fit_times[base_label] = fit_seconds
     rows: list[OutputDifference] = []
     for backend in chosen:
-        label = _label(backend)
+        label = backend_label(backend)
         try:
             got, seconds, fit_seconds = run(backend)
         except Exception as exc:  # recorded, so that the other backends still run

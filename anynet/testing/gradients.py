@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import BackendError, InputError
-from ._text import _format, _host, _table, _worst
+from ._text import _host, _worst, format_number, text_table
 from .oracles import _oracle_gradients
 from .tolerances import (
     ATOL,
@@ -174,14 +174,14 @@ class GradientReport:
                 row.name,
                 str(row.shape),
                 f"{row.checked}/{size}",
-                _format(row.scale),
-                _format(row.fd_error) if row.checked else "-",
+                format_number(row.scale),
+                format_number(row.fd_error) if row.checked else "-",
             ]
             if self.oracle is not None:
-                cells.append(_format(row.oracle_error))
+                cells.append(format_number(row.oracle_error))
             cells.append("ok" if ok else "FAILED")
             body.append(cells)
-        text = "\n".join(head) + "\n" + _table(headers, body)
+        text = "\n".join(head) + "\n" + text_table(headers, body)
         failures = self.failures()
         if failures:
             text += "\nfailed:\n" + "\n".join(f"  {line}" for line in failures)
@@ -200,7 +200,7 @@ def _float64_twin(net: Network) -> Network:
         ) from exc
 
 
-def _describe(net: Network) -> str:
+def describe_network(net: Network) -> str:
     """A network in a few words: ``"[2, 4, 1] tanh,sigmoid binary_crossentropy"`` for
     ``Network(sizes, activations)``, its layers and head for any other (``Sequential``)."""
     if net.sizes is not None:
@@ -372,7 +372,7 @@ def check_gradients(
             )
         )
     report = GradientReport(
-        network=_describe(net),
+        network=describe_network(net),
         backend=net.backend.describe(),
         dtype=str(net.dtype),
         loss=float(loss),

@@ -30,8 +30,8 @@ from .._validation import check_positive_int
 from ..backend import Backend, get_backend, to_numpy
 from ..errors import BackendError, InputError
 from ..layers.base import Layer, as_layer
-from ._text import _format, _table, _worst
-from .agreement import Comparison, _resolve, _usable_cases, compare_backends
+from ._text import _worst, format_number, text_table
+from .agreement import Comparison, _usable_cases, compare_backends, resolve_backend
 from .gradients import GradientCheckError
 from .oracles import ORACLES, _import_oracle, _installed_oracles, _layer_oracle_gradients
 from .tolerances import (
@@ -227,11 +227,16 @@ class LayerReport:
         headers.append("status")
         body = []
         for row in self.rows:
-            cells = [row.name, str(row.shape), _format(row.scale), _format(row.fd_error)]
-            cells += [_format(row.oracle_errors.get(oracle)) for oracle in self.oracles]
+            cells = [
+                row.name,
+                str(row.shape),
+                format_number(row.scale),
+                format_number(row.fd_error),
+            ]
+            cells += [format_number(row.oracle_errors.get(oracle)) for oracle in self.oracles]
             cells.append("ok" if self._row_ok(row) else "FAILED")
             body.append(cells)
-        text = "\n".join(head) + "\n" + _table(headers, body)
+        text = "\n".join(head) + "\n" + text_table(headers, body)
         if self.agreement is None:
             text += "\nagreement across backends: not checked"
         else:
@@ -520,7 +525,7 @@ def _agreement(
     ``checked_passes`` (:func:`_passes` on ``checked``, already compiled there) is reused.
     """
     keys, state_keys = list(params), list(state)
-    chosen = [_resolve(spec) for spec in backends]
+    chosen = [resolve_backend(spec) for spec in backends]
     passes = {id(b.xp): _passes(layer, b, train) for b in [*chosen, get_backend("numpy")]}
     passes[id(checked.xp)] = checked_passes
 

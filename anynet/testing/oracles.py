@@ -79,13 +79,11 @@ def _reference_loss(model: Any, params: dict, state: dict, x: Any, y: Any, xp: A
     (its forward pass unless it gives an independent one), in namespace ``xp``."""
     assert isinstance(model, Model)
     h = x
-    for layer, slot in zip(model.layers, model._slots, strict=True):
-        own = {local: params[key] for local, key in slot.params}
+    for slot, own, own_state in model.walk(params, state):
         if slot.state:
-            own_state = {local: state[key] for local, key in slot.state}
-            h = layer.forward_state(own, own_state, h, xp=xp, train=False)[0]
+            h = slot.layer.forward_state(own, own_state, h, xp=xp, train=False)[0]
         else:
-            h = layer.reference(own, h, xp=xp, train=False)
+            h = slot.layer.reference(own, h, xp=xp, train=False)
     t = model.head.targets(y, h, xp=xp)
     return model.head.loss_value(h, t, xp=xp)
 

@@ -13,25 +13,47 @@ numbers are the eager step's bit for bit; it only skips the Python between them.
 The recorded step must be a pure function of its arguments, as for ``jax.jit``: its
 Python control flow may depend on shapes, dtypes and constants, not on array values.
 Whatever would make a replay differ from the eager step stops the recording, and that
-step shape then runs eagerly: reading an array's value (``bool``, ``float``,
-``int``), writing into an array, an array that is neither an argument nor made by the
-namespace (a NumPy array drawn inside a layer would otherwise be replayed as a
-constant), or an operation outside the namespace and the operators. The one write a
-step may make is the engine's own in-place update, handed to it as a function (see
-``writes`` of :class:`Replayer`).
+step's arguments then run eagerly (the contract of ``docs/training.md``):
+
+* reading an array's value (``bool``, ``float``, ``int``, iteration), writing into an
+  array, an array attribute or method outside the standard's few static ones, a NumPy
+  function or ufunc called on an array;
+* an operation whose result's shape depends on values (boolean-mask indexing,
+  ``nonzero``, ``unique_*``, ``repeat`` by an array): its shape would be baked;
+* an array that is neither an argument nor made by the namespace (a NumPy array drawn
+  inside a layer would otherwise be replayed as a constant);
+* number constants (Python or NumPy scalars) that are not arguments must be the same
+  in two recordings: each argument structure is recorded twice, and only two identical
+  recordings are replayed (a number drawn or counted inside a layer differs, and the
+  step runs eagerly);
+* the refusal cannot be swallowed: it is a :class:`BaseException` (not caught by
+  ``except Exception``, nor by ``hasattr``), and a refused recording is discarded even
+  if user code catches it.
+
+A stand-in reports the namespace the eager step would see (``array_namespace(x)`` of
+the real array, recording), so a layer that asks its inputs for their namespace runs
+the same functions in both. The one write a step may make is the engine's own in-place
+update, handed to it as a function (see ``writes`` of :class:`Replayer`). Recordings
+are keyed by the whole structure of the arguments (dict keys, and every array's shape
+and dtype), kept for at most :data:`MAX_RECORDINGS` structures, and safe to share
+between threads.
 """
 
 from __future__ import annotations
 
 import functools
+import numbers
 import operator
+import threading
 import types
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
-__all__ = ["Replayer"]
+__all__ = ["Replayer", "Untraceable", "real"]
 
 _BINARY = {
     "__add__": "+", "__sub__": "-", "__mul__": "*", "__truediv__": "/", "__floordiv__": "//",
@@ -48,19 +70,19 @@ _UNARY = {"__neg__": "neg", "__pos__": "pos", "__abs__": "abs", "__invert__": "i
 _STATIC = ("shape", "ndim", "dtype", "size", "device")
 
 
-class Untraceable(Exception):
-    """The step did something a replay could not repeat; it runs eagerly instead."""
+class Untraceable(BaseException):
+    """The step did something a replay could not repeat; it runs eagerly instead.
 
-
-class _NoAttribute(Untraceable, AttributeError):
-    """An array attribute the recording does not follow (``hasattr`` sees it missing)."""
+    A :class:`BaseException`, so that a user's ``except Exception`` (or ``hasattr``)
+    around the offending operation does not swallow it; the tape is also marked refused
+    before it is raised, so a recording is discarded even if it is caught.
+    """
 
 
 class _Value:
     """A stand-in for an array while a step is recorded: the real array plus its name."""
 
     __slots__ = ("array", "name", "tape")
-    __array_ufunc__ = None  # NumPy defers to our reflected operators
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, array: Any, name: str, tape: _Tape) -> None:
@@ -71,23 +93,45 @@ class _Value:
             return getattr(self.array, attribute)
         if attribute in ("T", "mT"):
             return self.tape.record(f"{{}}.{attribute}", (self,), getattr(self.array, attribute))
-        raise _NoAttribute(f"array attribute {attribute!r}")
+        raise self.tape.refuse(f"array attribute {attribute!r}")
 
     def __getitem__(self, key: Any) -> _Value:
+        if _has_boolean_mask(key):
+            raise self.tape.refuse("boolean-mask indexing (a shape that depends on values)")
         return self.tape.record("{}[{}]", (self, key), self.array[_real(key)])
 
     def __len__(self) -> int:
         return len(self.array)
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
-        return self.tape.namespace
+        # the namespace the eager step sees for this array, not the engine's own
+        return self.tape.namespace_of(self.array)
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise Untraceable("the step reads an array's value or writes into an array")
+        raise self.tape.refuse("the step reads an array's value or writes into an array")
 
     __bool__ = __float__ = __int__ = __index__ = __complex__ = __iter__ = _refuse
     __array__ = __dlpack__ = __setitem__ = __contains__ = _refuse
     __iadd__ = __isub__ = __imul__ = __itruediv__ = __ipow__ = __imatmul__ = _refuse
+    __array_ufunc__ = __array_function__ = _refuse  # NumPy's functions on a stand-in
+
+
+def _has_boolean_mask(key: Any) -> bool:
+    """Whether an index holds a boolean array (a stand-in or a real one)."""
+    items = key if isinstance(key, tuple) else (key,)
+    for item in items:
+        array = item.array if isinstance(item, _Value) else item
+        dtype = getattr(array, "dtype", None)
+        if dtype is not None and getattr(array, "ndim", 0) > 0 and str(dtype) == "bool":
+            return True
+    return False
+
+
+#: Namespace functions whose result's shape depends on the values of their inputs.
+_VALUE_SHAPED = frozenset(
+    {"nonzero", "unique_all", "unique_counts", "unique_inverse", "unique_values",
+     "argwhere", "flatnonzero", "extract", "compress", "repeat"}
+)  # fmt: skip
 
 
 def _binary(symbol: str, reflected: bool) -> Callable:
@@ -97,6 +141,8 @@ def _binary(symbol: str, reflected: bool) -> Callable:
     arithmetic = symbol in _EXACT_WITH_FLOATS
 
     def method(self: _Value, other: Any) -> Any:
+        if isinstance(other, _Value) and other.tape is not self.tape:
+            raise self.tape.refuse("an array from another recording")
         if reflected:
             result = apply(_real(other), self.array)
         else:
@@ -148,6 +194,11 @@ for _dunder, _function in _UNARY.items():
     setattr(_Value, _dunder, _unary(_function))
 
 
+def real(value: Any) -> Any:
+    """The real array behind a stand-in (``value`` itself when it is not one)."""
+    return value.array if isinstance(value, _Value) else value
+
+
 def _real(value: Any) -> Any:
     """``value`` with every stand-in replaced by its array (through tuples and lists)."""
     if isinstance(value, _Value):
@@ -185,10 +236,12 @@ class _Namespace(types.ModuleType):
         tape = self._tape
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
+            if name in _VALUE_SHAPED or (name == "where" and len(args) + len(kwargs) == 1):
+                raise tape.refuse(f"{name} (a shape that depends on values)")
             result = attribute(*_real(args), **{k: _real(v) for k, v in kwargs.items()})
             if not _is_value(result):
                 if _mentions_value(args) or _mentions_value(tuple(kwargs.values())):
-                    raise Untraceable(f"{name} gives {type(result).__name__}, not an array")
+                    raise tape.refuse(f"{name} gives {type(result).__name__}, not an array")
                 return result  # about dtypes or shapes only: the same on every replay
             return tape.call(attribute, args, kwargs, result)
 
@@ -211,6 +264,23 @@ class _Tape:
         self.globals: dict[str, Any] = {}
         self._constant_names: dict[int, str] = {}
         self.inputs: list[tuple[str, str]] = []  # (name, expression reading it from arguments)
+        self.refused: str | None = None  # why, once anything refused the recording
+        self._namespaces: dict[int, _Namespace] = {}
+
+    def refuse(self, why: str) -> Untraceable:
+        """Mark the recording refused (for good: a caught refusal still discards it) and
+        give the exception to raise."""
+        if self.refused is None:
+            self.refused = why
+        return Untraceable(why)
+
+    def namespace_of(self, array: Any) -> Any:
+        """The recording view of ``array_namespace(array)``: what the eager step sees."""
+        namespace = array_api_compat.array_namespace(array)
+        view = self._namespaces.get(id(namespace))
+        if view is None:
+            view = self._namespaces[id(namespace)] = _Namespace(namespace, self)
+        return view
 
     def is_floating(self, array: Any) -> bool:
         """Whether ``array`` has a real floating dtype (recording time only)."""
@@ -221,7 +291,7 @@ class _Tape:
         if value is None or isinstance(value, bool):
             return repr(value)
         if _is_array(value):
-            raise Untraceable(f"an array constant ({type(value).__name__}) inside the step")
+            raise self.refuse(f"an array constant ({type(value).__name__}) inside the step")
         name = self._constant_names.get(id(value))
         if name is None:
             name = self._constant_names[id(value)] = f"c{len(self._constant_names)}"
@@ -231,7 +301,7 @@ class _Tape:
     def render(self, value: Any, used: set[str]) -> str:
         if isinstance(value, _Value):
             if value.tape is not self:
-                raise Untraceable("an array from another recording")
+                raise self.refuse("an array from another recording")
             used.add(value.name)
             return value.name
         if isinstance(value, tuple):
@@ -257,7 +327,7 @@ class _Tape:
 
     def record(self, template: str, operands: tuple, result: Any) -> _Value:
         if not _is_value(result):
-            raise Untraceable(f"an operator gave {type(result).__name__}, not an array")
+            raise self.refuse(f"an operator gave {type(result).__name__}, not an array")
         used: set[str] = set()
         return self._new(template.format(*(self.render(o, used) for o in operands)), used, result)
 
@@ -279,10 +349,12 @@ class _Tape:
         return self._new(f"{name}({', '.join(rendered)})", used, result)
 
     # -- code ------------------------------------------------------------------------------
-    def compile(self, parameters: list[str], outputs: Any) -> Callable:
-        """The function ``(*parameters) -> outputs`` as straight-line code: operations
-        nothing returned depends on are dropped, and each array is released after its last
-        use (as the eager step's callers release caches during backprop)."""
+    def code(self, parameters: list[str], outputs: Any) -> str:
+        """The source of ``replay(*parameters) -> outputs`` as straight-line code:
+        operations nothing returned depends on are dropped, and each array is released
+        after its last use (as the eager step's callers release caches during backprop)."""
+        if self.refused is not None:  # refused, and the refusal was caught by user code
+            raise Untraceable(self.refused)
         used: set[str] = set()
         result = self.render(outputs, used)
         live, kept = set(used), []
@@ -295,17 +367,26 @@ class _Tape:
         for index, (_, _, names) in enumerate(kept):
             for name in names:
                 last_use[name] = index
+        released: dict[int, list[str]] = {}  # line -> names last used there (linear in lines)
+        for name, last in last_use.items():
+            if name not in used and name.startswith("v"):
+                released.setdefault(last, []).append(name)
         body = [f"    {name} = {source}" for name, source in self.inputs if name in live]
         for index, (target, expression, _) in enumerate(kept):
             body.append(f"    {target} = {expression}")
-            done = sorted(
-                name for name, last in last_use.items()
-                if last == index and name not in used and name.startswith("v")
-            )  # fmt: skip
-            if done:
-                body.append(f"    del {', '.join(done)}")
+            if index in released:
+                body.append(f"    del {', '.join(sorted(released[index]))}")
         body.append(f"    return {result}")
-        source = f"def replay({', '.join(parameters)}):\n" + "\n".join(body) + "\n"
+        return f"def replay({', '.join(parameters)}):\n" + "\n".join(body) + "\n"
+
+    def same_as(self, other: _Tape, source: str, other_source: str) -> bool:
+        """Whether two recordings are the same code with the same constants."""
+        if source != other_source or self.globals.keys() != other.globals.keys():
+            return False
+        return all(_same_constant(v, other.globals[k]) for k, v in self.globals.items())
+
+    def build(self, source: str) -> Callable:
+        """The recorded step as a function (compiled once)."""
         scope = dict(self.globals)
         exec(compile(source, "<anynet replay>", "exec"), scope)
         replay: Callable = scope["replay"]
@@ -335,39 +416,69 @@ def _unwrap(value: Any) -> Any:
     return value.array if isinstance(value, _Value) else value
 
 
-def _shape_key(args: tuple) -> tuple:
-    """Shapes and dtypes of the arguments that are not dicts: what selects a recording."""
-    return tuple(
-        [(arg.shape, arg.dtype) if hasattr(arg, "dtype") else type(arg) for arg in args
-         if not isinstance(arg, dict)]
-    )  # fmt: skip
+def _same_constant(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (numbers.Number, np.generic)):
+        return bool(a == b) or (a != a and b != b)  # NaN equals NaN here
+    try:
+        return bool(a == b)
+    except Exception:  # objects without a meaningful equality: only identity counts
+        return False
+
+
+def _structure(value: Any) -> Any:
+    """What selects a recording: the arguments' nesting and dict keys, every array's
+    type, shape and dtype, and the type of every other leaf."""
+    if type(value) is dict:
+        return (dict, tuple(value), tuple(map(_structure, value.values())))
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(map(_structure, value)))
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return (type(value), tuple(shape), str(value.dtype))
+    return type(value) if isinstance(value, (numbers.Number, type(None))) else (type(value), value)
 
 
 _EAGER = object()
 
-#: Recordings kept per step, the oldest dropped first: a fit sees one or two batch shapes,
-#: but ``partial_fit`` on batches of ever new sizes must not grow memory without bound.
+#: Recordings kept per step, the least recently used dropped first: a fit sees one or two
+#: batch shapes, but ``partial_fit`` on batches of ever new sizes must not grow memory.
 MAX_RECORDINGS = 32
 
 
+class _Pending:
+    """A first recording, waiting for a second identical one before it is replayed."""
+
+    __slots__ = ("source", "tape")
+
+    def __init__(self, tape: _Tape, source: str) -> None:
+        self.tape, self.source = tape, source
+
+
 class Replayer:
-    """``function(xp, *args)``, replayed as straight-line code per shape of ``args``.
+    """``function(xp, *args)``, replayed as straight-line code per structure of ``args``.
 
     Parameters
     ----------
     function : callable
-        ``function(xp, *args)``, pure (see the module's docstring). Dict arguments must
-        hold the same keys and shapes on every call (a training step's parameters);
-        other arguments' shapes select the recording (a last, shorter batch has its own).
+        ``function(xp, *args)``, pure (see the module's docstring). The structure of the
+        arguments (dict keys, nesting, every array's shape and dtype) selects the
+        recording: a last, shorter batch, or parameters of another dtype, have their own.
     xp : namespace
         The array namespace the eager step and the replay use.
     writes : (write, pure), optional
         For a step that updates arrays in place: ``write(param, *rest)`` writes its
         result into ``param`` and returns it, ``pure(param, *rest)`` returns the same
         numbers as a new array. The step is then ``function(xp, write, *args)``. The
-        recording computes with ``pure`` (a recording that fails, and the first call of
-        each shape, write nothing); the replays, and a step that runs eagerly, call
-        ``write``.
+        recording computes with ``pure`` (a recording that fails, and the recorded calls,
+        write nothing); the replays, and a step that runs eagerly, call ``write``.
+
+    Each structure is recorded on its first two calls; the replay is used from the third
+    call when both recordings are the same code with the same constants, and the step
+    runs eagerly for that structure otherwise.
     """
 
     def __init__(
@@ -376,19 +487,27 @@ class Replayer:
         self._xp, self._writes, self._step = xp, writes, function
         # the eager step: what a step that cannot be replayed runs
         self._function = function if writes is None else functools.partial(function, writes[0])
-        self._replays: dict[tuple, Any] = {}
+        self._replays: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()  # fits in several threads may share one runner
+        self.refusals: dict[Any, str] = {}  # why a structure runs eagerly (for debugging)
 
     def __call__(self, *args: Any) -> Any:
-        replay = self._replays.get(_shape_key(args))
-        if replay is None:
-            return self._record(args)
+        key = _structure(args)
+        replay = self._replays.get(key)
         if replay is _EAGER:
             return self._function(self._xp, *args)
+        if replay is None or isinstance(replay, _Pending):
+            return self._record(key, args, replay)
         return replay(*args)
 
-    def _record(self, args: tuple) -> Any:
-        if len(self._replays) >= MAX_RECORDINGS:
-            del self._replays[next(iter(self._replays))]
+    def _keep(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._replays[key] = value
+            self._replays.move_to_end(key)
+            while len(self._replays) > MAX_RECORDINGS:
+                self._replays.popitem(last=False)
+
+    def _record(self, key: Any, args: tuple, pending: _Pending | None) -> Any:
         tape = _Tape(self._xp)
         parameters = [f"p{i}" for i in range(len(args))]
         try:
@@ -398,10 +517,18 @@ class Replayer:
             else:
                 writer = tape.writer(*self._writes)
                 outputs = self._step(tape.namespace, writer, *wrapped)
-            replay = tape.compile(parameters, outputs)
-        except Exception:  # whatever stops a recording, the step runs eagerly
-            # (a genuine error in the step is raised again by the eager call)
-            self._replays[_shape_key(args)] = _EAGER
+            source = tape.code(parameters, outputs)
+        except (Exception, Untraceable) as error:  # never KeyboardInterrupt
+            # whatever stops a recording, the step runs eagerly (a genuine error in the
+            # step is raised again by the eager call)
+            self.refusals[key] = tape.refused or f"{type(error).__name__}: {error}"
+            self._keep(key, _EAGER)
             return self._function(self._xp, *args)
-        self._replays[_shape_key(args)] = replay
+        if pending is None:
+            self._keep(key, _Pending(tape, source))
+        elif pending.tape.same_as(tape, pending.source, source):
+            self._keep(key, tape.build(source))
+        else:  # something not an argument changed between two calls: never replayed
+            self.refusals[key] = "two recordings differ (a constant that is not an argument)"
+            self._keep(key, _EAGER)
         return _unwrap(outputs)

@@ -1,0 +1,474 @@
+"""The engine contract: ``fit`` gives the functional loop's numbers, whatever the user's code.
+
+The reference is the documented functional loop, written here in plain Python:
+``anynet.functional.train_step`` over the host-drawn batches (one generator per
+``(seed, epoch)``), the batches gathered on the host. Each test plants a user's layer,
+optimizer or callback that one of the engine's optimizations (recorded replay, in-place
+and layer-by-layer updates, chunks of epochs, cached runners) once got wrong.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import anynet as an
+from anynet import functional as F
+from anynet.engine import runner as engine_runner
+from anynet.layers import Dense, Layer
+from anynet.optimizers import SGD, Optimizer
+
+EAGER = ("numpy", "array_api_strict", "torch", "cupy")
+
+
+def functional_loop(net, X, y, *, epochs, optimizer, batch_size=None, shuffle=True, seed=0,
+                    after_epoch=None):  # fmt: skip
+    """The documented loop: ``(params, losses)`` after ``epochs`` epochs from ``net``'s start."""
+    backend, xp = net.backend, net.backend.xp
+    params, state = net.params, net.state
+    opt_state = optimizer.init(params, xp=xp)
+    n, losses = X.shape[0], []
+    for epoch in range(epochs):
+        if batch_size is None or batch_size >= n:
+            batches = [np.arange(n)]
+        else:
+            order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+            batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        total = 0.0
+        for index in batches:
+            xb = backend.asarray(X[index], net.dtype)
+            yb = backend.asarray(y[index], None if net.is_classifier else net.dtype)
+            params, opt_state, loss, state = F.train_step(
+                net.model, optimizer, params, opt_state, xb, yb, state=state, lr=optimizer.lr
+            )
+            total += float(an.to_numpy(loss)) * len(index)
+        losses.append(total / n)
+        if after_epoch is not None:
+            params = after_epoch(params)
+    return params, losses
+
+
+def _on(backend):
+    return {"backend": backend.name, "device": backend.device}
+
+
+def _close(got, want, rtol=1e-11, atol=1e-13):
+    for key in want:
+        np.testing.assert_allclose(an.to_numpy(got[key]), an.to_numpy(want[key]), rtol=rtol,
+                                   atol=atol, err_msg=key)  # fmt: skip
+
+
+def _data(n=64, features=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, features))
+    y = (X[:, 0] * X[:, 1] + 0.3 * X[:, 2] > 0).astype(np.int64)
+    return X, y
+
+
+def _wide(backend, dtype="float64", layers=None, seed=0):
+    """A network whose 64x64 weight reaches the in-place threshold (4096 elements)."""
+    layers = layers or [Dense(64), "tanh", Dense(64), "tanh", Dense(1), "sigmoid"]
+    return an.Sequential(layers, 8, seed=seed, dtype=dtype, backend=backend.name,
+                         device=backend.device)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runners():
+    engine_runner.clear_caches()
+    yield
+    engine_runner.clear_caches()
+
+
+# -- 1. an optimizer that overrides update is always used -----------------------------
+
+
+UPDATES: list[int] = []
+
+
+@dataclass(frozen=True)
+class ProjectedSGD(Optimizer):
+    """``max(p - lr * g, 0)``: directions and update in one class."""
+
+    def directions(self, params, grads, state, *, xp=None, decay=None):
+        return {key: grads[key] for key in params}, state
+
+    def update(self, params, grads, state, lr, *, xp=None, decay=None):
+        UPDATES.append(1)
+        directions, state = self.directions(params, grads, state, xp=xp)
+        new = {}
+        for key, p in params.items():
+            q = p - lr * directions[key]
+            new[key] = xp.where(q > 0, q, xp.zeros_like(q))
+        return new, state
+
+
+def test_an_overriding_update_is_used_on_a_wide_network(backend):
+    X, y = _data()
+    del UPDATES[:]
+    net = _wide(backend)
+    want, _ = functional_loop(net, X, y, epochs=4, optimizer=ProjectedSGD(lr=0.5))
+    net.fit(X, y, epochs=4, optimizer=ProjectedSGD(lr=0.5))
+    assert UPDATES, "update was never called"
+    assert min(float(np.min(an.to_numpy(v))) for v in net.params.values()) >= 0.0
+    _close(net.params, want)
+
+
+# -- 2. in-place writes never go into arrays that optimizer state holds ---------------
+
+
+@dataclass(frozen=True)
+class HeavyBall(Optimizer):
+    """Keeps the previous parameters themselves as state: ``prev = p``."""
+
+    beta: float = 0.5
+
+    def init(self, params, *, xp=None):
+        return {f"prev.{key}": p * 1.0 for key, p in params.items()}
+
+    def directions(self, params, grads, state, *, xp=None, decay=None):
+        directions = {key: grads[key] + self.beta * (state[f"prev.{key}"] - p)
+                      for key, p in params.items()}  # fmt: skip
+        return directions, {f"prev.{key}": p for key, p in params.items()}
+
+
+@pytest.mark.parametrize("layerwise", [False, True], ids=["whole", "layer-by-layer"])
+def test_in_place_updates_leave_arrays_held_by_optimizer_state_alone(
+    backend, layerwise, monkeypatch
+):
+    if layerwise:
+        monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1)
+    X, y = _data()
+    net = _wide(backend)
+    want, want_losses = functional_loop(net, X, y, epochs=6, optimizer=HeavyBall(lr=0.3),
+                                        batch_size=16, seed=1)  # fmt: skip
+    history = net.fit(X, y, epochs=6, optimizer=HeavyBall(lr=0.3), batch_size=16, seed=1)
+    _close(net.params, want)
+    np.testing.assert_allclose(history.loss, want_losses, rtol=1e-11)
+
+
+# -- 3. a callback's set_params takes effect from the next epoch ----------------------
+
+
+def _max_norm(xp_params, backend, limit=0.5):
+    xp = backend.xp
+    out = {}
+    for key, p in xp_params.items():
+        norm = xp.sqrt(xp.sum(p * p))
+        out[key] = p * xp.minimum(limit / norm, xp.ones_like(norm)) if key.startswith("W") else p
+    return out
+
+
+def test_a_callbacks_set_params_takes_effect_from_the_next_epoch(backend):
+    X, y = an.datasets.planar_flower(n=80)
+    net = an.Network([2, 6, 1], ["tanh", "sigmoid"], init="xavier", seed=0, dtype="float64",
+                     backend=backend.name, device=backend.device)  # fmt: skip
+    want, _ = functional_loop(net, X, y, epochs=8, optimizer=SGD(lr=1.0),
+                              after_epoch=lambda p: _max_norm(p, backend))  # fmt: skip
+
+    def clip(epoch, logs):
+        net.set_params(_max_norm(net.params, backend))
+
+    net.fit(X, y, epochs=8, lr=1.0, callbacks=[clip])
+    _close(net.params, want, rtol=1e-10, atol=1e-12)
+
+
+# -- 4, 5, 8, 10: layers the recording must refuse, or see as the eager step does -------
+
+
+@dataclass(frozen=True)
+class MaskedMean(Layer):
+    """Scales by the number of positive entries: a value-dependent shape."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        count = x[x > 0].shape[0]
+        scale = 1.0 / max(count, 1)
+        return x * scale, scale
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy * cache, {}
+
+
+@dataclass(frozen=True)
+class TryFloat(Layer):
+    """Reads a value inside ``try``/``except Exception``: the fallback must not be baked."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        try:
+            scale = 1.0 if float(xp.sum(x)) > 0 else 0.5
+        except Exception:
+            scale = 3.0
+        return x * scale, scale
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy * cache, {}
+
+
+@dataclass(frozen=True)
+class OwnNamespace(Layer):
+    """Asks its input for its namespace (``array_namespace(dy)``), as thinc-style code does."""
+
+    def init(self, rng, n_in):
+        return {"s": np.ones(n_in)}, n_in
+
+    param_names = ("s",)
+
+    def forward(self, params, x, *, xp, train):
+        return x * params["s"], x
+
+    def backward(self, params, cache, dy, *, xp):
+        from array_api_compat import array_namespace
+
+        own = array_namespace(dy)
+        return dy * params["s"], {"s": own.sum(dy * cache, axis=0)}
+
+
+COUNTER = itertools.count()
+
+
+@dataclass(frozen=True)
+class Counted(Layer):
+    """Multiplies by a NumPy scalar that changes on every call (not an argument)."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        factor = np.float64(1.0 + 1e-3 * (next(COUNTER) % 7)) if train else 1.0
+        return x * float(factor), factor
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy * float(cache), {}
+
+
+@pytest.mark.backends(*EAGER, reason="eager backends record steps; JAX follows jax.jit's rules")
+@pytest.mark.parametrize("layer", [MaskedMean, TryFloat, OwnNamespace, Counted],
+                         ids=["masked", "try-float", "own-namespace", "numpy-scalar"])  # fmt: skip
+def test_a_layer_the_recording_cannot_bake_gives_the_functional_loops_numbers(backend, layer):
+    X, y = _data(n=48)
+    y = np.where(y > 0, 1, 0)
+
+    def network():
+        return an.Sequential([Dense(6), layer(), "tanh", Dense(1), "sigmoid"], 8, seed=2,
+                             dtype="float64", **_on(backend))  # fmt: skip
+
+    globals()["COUNTER"] = itertools.count()
+    want, want_losses = functional_loop(network(), X, y, epochs=8, optimizer=SGD(lr=0.7),
+                                        batch_size=12, seed=4)  # fmt: skip
+    globals()["COUNTER"] = itertools.count()
+    net = network()
+    history = net.fit(X, y, epochs=8, lr=0.7, batch_size=12, seed=4)
+    _close(net.params, want, rtol=0, atol=0)  # the same operations in the same order
+    np.testing.assert_allclose(history.loss, want_losses, rtol=1e-14)
+
+
+# -- 6. optimizers see their real learning rate -----------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedStep(Optimizer):
+    """Reads ``self.lr`` inside ``directions``: the update is ``p - 0.1 * g`` at any lr."""
+
+    def directions(self, params, grads, state, *, xp=None, decay=None):
+        return {key: grads[key] * (0.1 / self.lr) for key in params}, state
+
+
+def test_an_optimizer_sees_its_real_learning_rate(backend):
+    X, y = an.datasets.planar_flower(n=60)
+    for lr in (0.5, 0.25):
+        net = an.Network([2, 5, 1], seed=1, dtype="float64", backend=backend.name,
+                         device=backend.device)  # fmt: skip
+        want, _ = functional_loop(net, X, y, epochs=5, optimizer=FixedStep(lr=lr))
+        net.fit(X, y, epochs=5, optimizer=FixedStep(lr=lr))
+        _close(net.params, want, rtol=1e-10, atol=1e-12)
+
+
+# -- 7. a step that changes a parameter's dtype is refused ------------------------------
+
+
+@dataclass(frozen=True)
+class Widening(Layer):
+    """Its gradient comes back as float64 in a float32 network."""
+
+    param_names = ("s",)
+
+    def init(self, rng, n_in):
+        return {"s": np.ones(n_in)}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        return x * params["s"], x
+
+    def backward(self, params, cache, dy, *, xp):
+        grad = xp.astype(xp.sum(dy * cache, axis=0), xp.float64)
+        return dy * params["s"], {"s": grad}
+
+
+def test_a_step_that_changes_a_parameters_dtype_raises_naming_the_layer(backend):
+    X, y = an.datasets.planar_flower(n=40)
+    net = an.Sequential([Dense(4), Widening(), "tanh", Dense(1), "sigmoid"], 2, seed=0,
+                        dtype="float32", backend=backend.name, device=backend.device)  # fmt: skip
+    with pytest.raises(an.InputError, match=r"'s2' of layer 1 \(Widening\).*float32.*float64"):
+        net.fit(X, y, epochs=3, lr=0.1)
+    assert all(str(v.dtype).endswith("float32") for v in net.params.values())
+
+
+# -- 9. equal models in different dtypes do not share a runner ---------------------------
+
+
+def test_equal_models_in_other_dtypes_train_in_their_own(backend):
+    X, y = an.datasets.planar_flower(n=50)
+    nets = {dtype: an.Network([2, 4, 1], seed=0, dtype=dtype, **_on(backend))
+            for dtype in ("float32", "float64")}  # fmt: skip
+    assert nets["float32"].model == nets["float64"].model
+    want, _ = functional_loop(nets["float64"], X, y, epochs=6, optimizer=SGD(lr=0.8))
+    nets["float32"].fit(X, y, epochs=6, lr=0.8)
+    nets["float64"].fit(X, y, epochs=6, lr=0.8)
+    assert all(str(v.dtype).endswith("float64") for v in nets["float64"].params.values())
+    _close(nets["float64"].params, want, rtol=1e-11)
+
+
+# -- 11. an interrupted fit keeps its last completed epoch --------------------------------
+
+
+TRIP: list = [10**9, RuntimeError]  # calls left before the n-th raises, and what
+
+
+class Interrupt(BaseException):
+    """A BaseException that is not KeyboardInterrupt (which pytest takes as the user's)."""
+
+
+@dataclass(frozen=True)
+class Tripwire(Layer):
+    """Raises ``TRIP[1]`` on its ``TRIP[0]``-th training forward call."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        if train:
+            TRIP[0] -= 1
+            if TRIP[0] == 0:
+                raise TRIP[1]("stop")
+        return x, None
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy, {}
+
+
+@pytest.mark.backends(*EAGER, reason="a compiled chunk runs its layers' Python once")
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-arrays", "in-place"])
+@pytest.mark.parametrize("error", [Interrupt, RuntimeError])
+def test_an_exception_inside_a_chunk_keeps_the_last_completed_epoch(
+    backend, in_place, error, monkeypatch
+):
+    # every step runs the layer's Python (a replay would skip the tripwire), so the
+    # count says where the chunk stops
+    monkeypatch.setattr(engine_runner, "REPLAY", False)
+    if in_place:
+        monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 4)
+    X, y = _data(n=40)
+
+    def network():
+        return an.Sequential([Dense(8), Tripwire(), "tanh", Dense(1), "sigmoid"], 8, seed=5,
+                             dtype="float64", **_on(backend))  # fmt: skip
+
+    TRIP[:] = [10**9, error]
+    want, want_losses = functional_loop(network(), X, y, epochs=7, optimizer=SGD(lr=0.5),
+                                        batch_size=10, seed=2)  # fmt: skip
+    net = network()
+    TRIP[:] = [7 * 4 + 2, error]  # 4 batches an epoch: inside epoch 7 of a 50-epoch chunk
+    with pytest.raises(error):
+        net.fit(X, y, epochs=50, lr=0.5, batch_size=10, seed=2)
+    assert net.history is not None and len(net.history.loss) == 7
+    np.testing.assert_allclose(net.history.loss, want_losses, rtol=1e-14)
+    assert len(net.history.lr) == 7
+    _close(net.params, want, rtol=0, atol=0)
+
+
+def test_an_exception_between_chunks_keeps_the_completed_chunks(backend):
+    """On every backend (JAX compiles whole chunks): a schedule that raises at epoch 1500
+    leaves the 1000 epochs of the first chunk, parameters and history."""
+    X, y = an.datasets.planar_flower(n=40)
+
+    def schedule(lr, epoch):
+        if epoch == 1500:
+            raise KeyboardInterrupt
+        return lr
+
+    net = an.Network([2, 3, 1], seed=0, dtype="float64", backend=backend.name,
+                     device=backend.device)  # fmt: skip
+    reference = an.Network([2, 3, 1], seed=0, dtype="float64", backend=backend.name,
+                           device=backend.device)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=2000, lr=0.5, schedule=schedule)
+    reference.fit(X, y, epochs=1000, lr=0.5)
+    assert len(net.history.loss) == 1000
+    _close(net.params, reference.params, rtol=0, atol=0)
+
+
+# -- and: DivergenceError's history is whole; threads; the plain-loop switch ------------
+
+
+def test_a_divergence_error_carries_the_whole_history(backend):
+    X = np.linspace(-1, 1, 40)[:, None] * np.array([[1.0, 2.0]])
+    y = 1e3 * X[:, 0]
+    net = an.Network([2, 8, 1], ["identity", "identity"], "mse", init="he", seed=0,
+                     dtype="float64", **_on(backend))  # fmt: skip
+    with pytest.raises(an.DivergenceError) as caught:
+        net.fit(X, y, epochs=3000, optimizer="momentum", lr=50.0, validation_data=(X, y))
+    history = caught.value.history
+    assert len(history.loss) >= 1
+    assert len(history.lr) == len(history.loss) == len(history.val_loss)
+    assert "start of its start" not in str(caught.value)
+
+
+@pytest.mark.backends("numpy", "torch", reason="threads on eager backends sharing a runner")
+def test_threads_fitting_one_model_on_many_batch_sizes(backend):
+    X, y = an.datasets.planar_flower(n=120)
+    errors = []
+
+    def work(sizes):
+        try:
+            for size in sizes:
+                net = an.Network([2, 4, 1], seed=0, dtype="float64", backend=backend.name)
+                net.fit(X, y, epochs=2, lr=0.5, batch_size=size, shuffle=False)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(range(3 + i, 80, 3),)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("fit", [dict(epochs=5, lr=1.2),
+                                 dict(epochs=4, optimizer="adam", lr=0.05, batch_size=16)],
+                         ids=["full-batch", "adam-minibatch"])  # fmt: skip
+def test_the_eager_engine_is_the_functional_loop_bit_for_bit(backend, fit):
+    X, y = an.datasets.planar_flower(n=64)
+    net = an.Network([2, 5, 1], init="xavier", seed=3, dtype="float64", backend=backend.name,
+                     device=backend.device)  # fmt: skip
+    optimizer = an.optimizers.get_optimizer(fit.get("optimizer", "sgd"), fit["lr"])
+    want, want_losses = functional_loop(net, X, y, epochs=fit["epochs"], optimizer=optimizer,
+                                        batch_size=fit.get("batch_size"), seed=7)  # fmt: skip
+    history = net.fit(X, y, seed=7, engine="eager", **fit)
+    _close(net.params, want, rtol=0, atol=0)
+    np.testing.assert_allclose(history.loss, want_losses, rtol=1e-14)
+
+
+def test_the_engine_switch_is_checked():
+    net = an.Network([2, 3, 1], seed=0)
+    X, y = an.datasets.planar_flower(n=20)
+    with pytest.raises(an.InputError, match="engine must be one of"):
+        net.fit(X, y, epochs=1, engine="fast")
