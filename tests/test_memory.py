@@ -155,6 +155,6 @@ def test_large_models_update_layer_by_layer_in_place(backend, monkeypatch):
         np.testing.assert_array_equal(host(value), taken[key])
     # the same network trained with whole-model updates holds all gradients at once
     monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 2**62)
-    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner.Cache(8))
     whole = _peak_of_fit(net, X, y, lr=0.01)
     assert whole >= peak + 0.5 * sum(sizes), (whole, peak)

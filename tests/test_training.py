@@ -536,7 +536,7 @@ def test_in_place_updates_give_the_pure_numbers(backend, layerwise, monkeypatch)
     it never writes into the arrays it was given."""
     monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
     monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 1)  # this small model too
-    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner.Cache(8))
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(24, 5)), rng.integers(0, 3, 24)
     net = an.Network([5, 7, 6, 3], ["tanh", "relu", "softmax"], seed=4, dtype="float64",
@@ -589,7 +589,7 @@ def test_a_diverging_in_place_fit_keeps_exactly_the_last_good_parameters(
     start of the last epoch with a finite loss: those of a fit stopped there."""
     monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 1)
     monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1 if layerwise else 2**62)
-    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner.Cache(8))
     X = np.linspace(-1, 1, 40)[:, None] * np.array([[1.0, 2.0]])
     y = 1e3 * X[:, 0]
 
@@ -620,7 +620,7 @@ def test_in_place_layer_by_layer_with_state_and_containers_gives_the_pure_number
 
     monkeypatch.setattr(engine_runner, "IN_PLACE_ELEMENTS", 1)
     monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1)
-    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner._Cache(8))
+    monkeypatch.setattr(engine_runner, "_RUNNERS", engine_runner.Cache(8))
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(24, 4)), rng.integers(0, 2, 24)
     layers = [Dense(6), BatchNorm(), "relu", Dropout(0.3),

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Backend, Placement
+from .cache import Cache
 from .runner import MAX_RUNNERS
 
 if TYPE_CHECKING:
@@ -16,7 +17,8 @@ __all__ = ["parallel_logits"]
 Array = Any
 Params = dict[str, Array]
 
-_INFERENCE: dict[tuple, Callable] = {}  # at most MAX_RUNNERS compiled forward passes
+#: Compiled forward passes, bounded and shared safely between threads.
+_INFERENCE = Cache(MAX_RUNNERS)
 
 
 def parallel_logits(
@@ -36,17 +38,16 @@ def parallel_logits(
     are dropped.
     """
     key = (backend, model, placement)
-    run = _INFERENCE.get(key)
-    if run is None:
 
+    def make() -> Callable:
         def logits(params: Params, state: Params, xb: Array) -> Array:
             z = model.forward(params, state, placement.constrain_rows(xb), xp=backend.xp,
                               train=False)[0]  # fmt: skip
             return placement.constrain_replicated(z)
 
-        if len(_INFERENCE) >= MAX_RUNNERS:
-            _INFERENCE.pop(next(iter(_INFERENCE)), None)
-        run = _INFERENCE[key] = backend.jit(logits)
+        return backend.jit(logits)
+
+    run = _INFERENCE.get(key, make)
     xp, n = backend.xp, x.shape[0]
     height = -(-min(size, n) // placement.size) * placement.size
     params, state = placement.broadcast((params, state))

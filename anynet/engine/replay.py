@@ -432,14 +432,17 @@ def _same_constant(a: Any, b: Any) -> bool:
 def _structure(value: Any) -> Any:
     """What selects a recording: the arguments' nesting and dict keys, every array's
     type, shape and dtype, and the type of every other leaf."""
-    if type(value) is dict:
-        return (dict, tuple(value), tuple(map(_structure, value.values())))
-    if isinstance(value, (tuple, list)):
-        return (type(value), tuple(map(_structure, value)))
+    kind = type(value)
+    if kind is dict:
+        return (dict, tuple(value), tuple([_structure(item) for item in value.values()]))
+    if kind is tuple or kind is list:
+        return (kind, tuple([_structure(item) for item in value]))
     shape = getattr(value, "shape", None)
-    if shape is not None:
-        return (type(value), tuple(shape), str(value.dtype))
-    return type(value) if isinstance(value, (numbers.Number, type(None))) else (type(value), value)
+    if shape is not None:  # dtypes are hashable on every backend; str() costs ~5 us
+        return (kind, shape, value.dtype)
+    if isinstance(value, (numbers.Number, type(None))):
+        return kind
+    return (kind, value)
 
 
 _EAGER = object()

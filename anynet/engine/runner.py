@@ -30,13 +30,12 @@ at most :data:`MAX_RUNNERS` of them, behind a lock; :func:`clear_caches` empties
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..backend import SINGLE_DEVICE, Backend, Placement
+from .cache import Cache, clear_caches
 from .replay import Replayer
 from .step import Writes, applies_directions, step
 
@@ -68,44 +67,8 @@ REPLAY = True
 MAX_RUNNERS = 64
 
 
-class _Cache:
-    """A bounded, thread-safe least-recently-used map."""
-
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.size = size
-
-    def get(self, key: Any, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-                return value
-        value = make()  # outside the lock: compiling may take long
-        with self._lock:
-            value = self._items.setdefault(key, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-_RUNNERS = _Cache(MAX_RUNNERS)
-_INITS = _Cache(MAX_RUNNERS)
-
-
-def clear_caches() -> None:
-    """Forget every cached runner (and the compiled or recorded steps they hold)."""
-    _RUNNERS.clear()
-    _INITS.clear()
+_RUNNERS = Cache(MAX_RUNNERS)
+_INITS = Cache(MAX_RUNNERS)
 
 
 def _optimizer_key(optimizer: Optimizer) -> Optimizer:
@@ -177,9 +140,12 @@ def _make_runner(
     eager = mode == "eager"
     columns = not eager and _in_columns(model, batch_size, placement)
     axis = 0 if columns else -1
-    in_place = not eager and backend.updates_in_place and _in_place(model)
-    in_place = in_place and applies_directions(optimizer)
-    layerwise = in_place and _layer_by_layer(model)
+    # the engine applies the directions itself (large models, optimizers whose update is
+    # the base class's): written in place where the backend allows, layer by layer on the
+    # largest models
+    applied = not eager and _in_place(model) and applies_directions(optimizer)
+    in_place = applied and backend.updates_in_place
+    layerwise = applied and _layer_by_layer(model)
 
     def recorded(xp: Any, write: Callable | None, params: Params, opt_state: Params,
                  state: Params, xb: Array, tb: Array, lr: Array) -> tuple:  # fmt: skip
@@ -201,8 +167,9 @@ def _make_runner(
 
     replayed: Replayer | None = None
     if not eager and not backend.compiles and not layerwise:
-        if in_place:
-            writes = (backend.apply_update, backend.new_update)
+        if applied:
+            write = backend.apply_update if in_place else backend.new_update
+            writes = (write, backend.new_update)
             replayed = Replayer(recorded, xp, writes=writes)
         else:
             replayed = Replayer(lambda xp, *args: recorded(xp, None, *args), xp)
@@ -212,10 +179,10 @@ def _make_runner(
         count: Array, x: Array, t: Array, xv: Array, tv: Array, tracker: Tracker | None = None,
     ) -> Any:  # fmt: skip
         replay = replayed if REPLAY else None
-        if replay is not None and not in_place:
+        if replay is not None and not applied:
             return chunk(replay, params, opt_state, state, lrs, orders, count, x, t, xv, tv,
                          tracker)  # fmt: skip
-        writes = _chunk_writes(backend) if in_place else None
+        writes = _chunk_writes(backend) if applied else None
 
         def one(params: Params, opt_state: Params, state: Params, xb: Array, tb: Array,
                 lr: Array) -> tuple:  # fmt: skip
@@ -295,7 +262,10 @@ def _make_runner(
 def _chunk_writes(backend: Backend) -> Writes:
     """In-place writes for one chunk: a parameter's first update is a new array (the
     caller's arrays, and the chunk's start that a divergence rewinds to, are never
-    written); later updates of an array this chunk made write into it."""
+    written); later updates of an array this chunk made write into it, where the backend
+    allows (:attr:`Backend.updates_in_place`; elsewhere every update is a new array)."""
+    if not backend.updates_in_place:
+        return Writes(backend.new_update, backend.new_update, backend.buffer_of)
     produced: set[int] = set()  # ids of arrays this chunk made: alive while it runs
 
     def write(param: Any, lr: Any, direction: Any) -> Any:
