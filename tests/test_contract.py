@@ -472,3 +472,22 @@ def test_the_engine_switch_is_checked():
     X, y = an.datasets.planar_flower(n=20)
     with pytest.raises(an.InputError, match="engine must be one of"):
         net.fit(X, y, epochs=1, engine="fast")
+
+
+@dataclass(frozen=True)
+class Growing(Optimizer):
+    """Keeps a history that grows every step: state whose shape changes."""
+
+    def init(self, params, *, xp=None):
+        return {"seen": xp.zeros((1,), dtype=next(iter(params.values())).dtype)}
+
+    def directions(self, params, grads, state, *, xp=None, decay=None):
+        seen = xp.concat([state["seen"], xp.ones((1,), dtype=state["seen"].dtype)])
+        return {key: grads[key] for key in params}, {"seen": seen}
+
+
+def test_optimizer_state_that_changes_shape_is_refused(backend):
+    X, y = an.datasets.planar_flower(n=30)
+    net = an.Network([2, 3, 1], seed=0, dtype="float64", **_on(backend))
+    with pytest.raises(an.InputError, match=r"Growing's state 'seen' changed"):
+        net.fit(X, y, epochs=3, optimizer=Growing(lr=0.1))

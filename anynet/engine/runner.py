@@ -170,9 +170,10 @@ def _make_runner(
         if applied:
             write = backend.apply_update if in_place else backend.new_update
             writes = (write, backend.new_update)
-            replayed = Replayer(recorded, xp, writes=writes)
+            replayed = Replayer(recorded, xp, writes=writes, dicts_fixed=True)
         else:
-            replayed = Replayer(lambda xp, *args: recorded(xp, None, *args), xp)
+            replayed = Replayer(lambda xp, *args: recorded(xp, None, *args), xp,
+                                dicts_fixed=True)  # fmt: skip
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,

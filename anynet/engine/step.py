@@ -108,7 +108,8 @@ def step(
     ------
     InputError
         The step changed the dtype of a parameter or of layer state (a constant of
-        another dtype promoted it), naming the layer.
+        another dtype promoted it), naming the layer; or the shape or dtype of an entry
+        of the optimizer state (which, as the carry of ``jax.lax.scan``, keeps them).
     """
     decay = model.decay_keys
     if writes is None or not applies_directions(optimizer):
@@ -130,6 +131,7 @@ def step(
         )
     _check_dtypes(model, params, new_params, "parameter")
     _check_dtypes(model, state, new_state, "layer state")
+    _check_optimizer_state(optimizer, opt_state, new_opt)
     return new_params, new_opt, new_state, value
 
 
@@ -181,4 +183,16 @@ def _check_dtypes(model: Model, before: Params, after: Params, what: str) -> Non
                 f"from {old.dtype} to {new.dtype} in a training step: a constant of another "
                 "dtype promoted it (a NumPy float64 scalar such as np.sqrt(2.0) in a float32 "
                 "network?); use Python floats, or xp.asarray(c, dtype=x.dtype)"
+            )
+
+
+def _check_optimizer_state(optimizer: Optimizer, before: Params, after: Params) -> None:
+    for key, old in before.items():
+        new = after.get(key)
+        if new is not None and (new.dtype != old.dtype or tuple(new.shape) != tuple(old.shape)):
+            raise InputError(
+                f"{type(optimizer).__name__}'s state {key!r} changed from {old.dtype} "
+                f"{tuple(old.shape)} to {new.dtype} {tuple(new.shape)} in a training step: "
+                "optimizer state must keep its shapes and dtypes from step to step (as the "
+                "carry of jax.lax.scan does)"
             )
