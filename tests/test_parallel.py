@@ -54,9 +54,8 @@ MULTI_DEVICE = textwrap.dedent(
     import jax
     import numpy as np
     import anynet as an
-    from anynet import callbacks
-from anynet.engine import fit as engine_fit
-from anynet.engine import runner as engine_runner
+    from anynet.engine import fit as engine_fit
+    from anynet.engine import runner as engine_runner
     from anynet.layers import BatchNorm, Dense, Dropout
 
     X, y = an.datasets.planar_flower(n=203)  # 203 rows: divides over no device count
