@@ -327,20 +327,12 @@ class Model:
         new_state : dict of str to array
             Updated layer state, network-wide keys, shapes as in ``state``.
         """
-        # :meth:`walk`, inlined: no generator per step on this hot path
         caches, new_state, h = [], {}, x
         for slot in self.slots:
-            layer, own = slot.layer, slot.own_params(params)
-            if slot.state:
-                h, cache, updated = layer.forward_state(
-                    own, slot.own_state(state), h, xp=xp, train=train
-                )
-                for local, key in slot.state:
-                    new_state[key] = updated[local]
-            elif axis == -1:  # user layers need not take ``axis``
-                h, cache = layer.forward(own, h, xp=xp, train=train)
-            else:  # layout-free layers take ``axis``; the base signature does not declare it
-                h, cache = layer.forward(own, h, xp=xp, train=train, axis=axis)  # type: ignore[call-arg]
+            h, cache, updated = self.forward_layer(slot, params, state, h, xp=xp, train=train,
+                                                   axis=axis)  # fmt: skip
+            if updated:
+                new_state.update(updated)
             caches.append(cache)
         return h, caches, new_state
 
@@ -377,28 +369,87 @@ class Model:
             Gradients with the parameters' keys and shapes (empty with ``on_grads``).
         """
         grads: Params = {}
-        # only layout-free layers see ``axis=0``; user layers need not take it
-        layout = _NONE if axis == -1 else {"axis": axis}
         for slot in reversed(self.slots):
             index, param_pairs = slot.index, slot.params
             if index == 0 and not param_pairs:
                 break
             cache, caches[index] = caches[index], None
-            own = slot.own_params(params)
-            if index:
-                dz, own_grads = slot.layer.backward(own, cache, dz, xp=xp, **layout)
-            else:  # the first layer's input is the data: no dx
-                own_grads = slot.layer.backward_params(own, cache, dz, xp=xp, **layout)
+            dz, own_grads = self.backward_layer(slot, params, cache, dz, xp=xp, axis=axis)
             del cache
             if not param_pairs:
                 continue
             if on_grads is None:
-                for local, key in param_pairs:
-                    grads[key] = own_grads[local]
+                grads.update(own_grads)
             else:
-                on_grads(slot.network_params(own_grads))
+                on_grads(own_grads)
                 del own_grads
         return grads
+
+    def forward_layer(
+        self, slot: LayerSlot, params: Params, state: Params, h: Array, *, xp: Any,
+        train: bool, axis: int = -1,
+    ) -> tuple[Array, Any, Params]:  # fmt: skip
+        """One layer of :meth:`forward`: its output, its cache and its new state.
+
+        Parameters
+        ----------
+        slot : LayerSlot
+            The layer's place (one of :attr:`slots`).
+        params, state : dict of str to array
+            Network-wide parameters and layer state (more keys than the layer's are fine).
+        h : array
+            The layer's input, ``(n, width)`` (``(width, n)`` with ``axis=0``).
+        xp, train, axis
+            As for :meth:`forward`.
+
+        Returns
+        -------
+        (output, cache, new_state)
+            ``new_state`` holds the layer's updated state under network-wide keys (a
+            shared empty dict, not to be written to, for a layer without state).
+        """
+        layer, own = slot.layer, slot.own_params(params)
+        if slot.state:
+            h, cache, updated = layer.forward_state(
+                own, slot.own_state(state), h, xp=xp, train=train
+            )
+            return h, cache, {key: updated[local] for local, key in slot.state}
+        if axis == -1:  # user layers need not take ``axis``
+            h, cache = layer.forward(own, h, xp=xp, train=train)
+        else:  # layout-free layers take ``axis``; the base signature does not declare it
+            h, cache = layer.forward(own, h, xp=xp, train=train, axis=axis)  # type: ignore[call-arg]
+        return h, cache, _NONE
+
+    def backward_layer(
+        self, slot: LayerSlot, params: Params, cache: Any, dy: Array, *, xp: Any, axis: int = -1
+    ) -> tuple[Array | None, Params]:
+        """One layer of :meth:`backward`: ``dL/dinput`` and the layer's gradients.
+
+        Parameters
+        ----------
+        slot : LayerSlot
+            The layer's place (one of :attr:`slots`).
+        params : dict of str to array
+            Network-wide parameters.
+        cache : object
+            What :meth:`forward_layer` returned for this layer.
+        dy : array
+            ``dL/doutput`` of the layer, the shape of its output.
+
+        Returns
+        -------
+        (dx, grads)
+            ``dx`` is None for the first layer (its input is the data); ``grads`` holds
+            the layer's gradients under network-wide keys, in its declared order.
+        """
+        # only layout-free layers see ``axis=0``; user layers need not take it
+        layout = _NONE if axis == -1 else {"axis": axis}
+        own = slot.own_params(params)
+        if slot.index:
+            dx, own_grads = slot.layer.backward(own, cache, dy, xp=xp, **layout)
+        else:  # the first layer's input is the data: no dx
+            dx, own_grads = None, slot.layer.backward_params(own, cache, dy, xp=xp, **layout)
+        return dx, (slot.network_params(own_grads) if slot.params else _NONE)
 
     def loss_and_delta(self, z: Array, t: Array, *, xp: Any, axis: int = -1) -> tuple[Array, Array]:
         """Mean loss (0-d) and ``dL/dz`` from logits ``z`` (feature axis ``axis``) and

@@ -13,6 +13,8 @@ This package is public: use it in your own test suites and notebooks.
 * :func:`compare_backends` / :func:`assert_backends_agree` run one computation (a
   function of ``xp`` or a :class:`~anynet.Network`) on several backends from identical
   inputs and initial weights, and measure how far each result is from a reference.
+* :func:`trace_divergence` finds where backends that disagree first part: the epoch,
+  the step, the phase, the layer and the operation, or rounding amplified by training.
 * :func:`backend_params` / :func:`backend_fixture` parametrize a pytest suite over
   every backend, skipping (with the reason) those that do not load here.
 * :func:`assert_close` / :func:`assert_on_backend`: single-array assertions.
@@ -72,6 +74,7 @@ from .agreement import (
     compare_backends,
     resolve_backend,
 )
+from .divergence import Divergence, DivergenceReport, trace_divergence
 from .gradients import (
     GradientCheckError,
     GradientReport,
@@ -117,6 +120,8 @@ __all__ = [
     "TRAINING_RTOL",
     "BackendMismatch",
     "Comparison",
+    "Divergence",
+    "DivergenceReport",
     "GradientCheckError",
     "GradientReport",
     "LayerCheckError",
@@ -135,4 +140,5 @@ __all__ = [
     "default_atol",
     "default_rtol",
     "relative_errors",
+    "trace_divergence",
 ]

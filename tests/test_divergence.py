@@ -1,0 +1,212 @@
+"""trace_divergence: where backends part, shown on planted differences and on chaos.
+
+Each planted difference is a user's extension (a layer, a loss, an optimizer) that
+computes other numbers on every backend but NumPy (the reference), and only at one
+step that the test works out by itself from the batch arithmetic or the step count:
+the report must name that backend, epoch, step, phase and layer. Built-in models give
+no false alarm; the tutorial's flower network at lr 1.2 parts by amplification, no later
+than its loss curves do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import anynet as an
+from anynet.layers import Dense, Layer
+from anynet.losses import BinaryCrossentropy, MeanSquaredError
+from anynet.optimizers import Adam
+from anynet.testing import TRAINING_RTOL, trace_divergence
+
+BUMP = 1e-6
+N, BATCH = 50, 16  # batches of 16, 16, 16 and a short one of 2: the short one is step 3
+SHORT_STEP = N // BATCH
+NUMPY_NAME = an.get_backend("numpy").xp.__name__
+
+
+def off_numpy(xp) -> bool:
+    """True on every backend but the reference (by name, as a user's code would test)."""
+    return xp.__name__ != NUMPY_NAME
+
+
+@dataclass(frozen=True)
+class ShortBatchShift(Layer):
+    """Identity, plus BUMP on the short last batch of an epoch, off NumPy only."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        if off_numpy(xp) and x.shape[0] == N % BATCH:
+            return x + BUMP, None
+        return x, None
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy, {}
+
+
+@dataclass(frozen=True)
+class ShortBatchFusedBCE(BinaryCrossentropy):
+    """Binary cross-entropy whose fused (sigmoid) gradient is off on the short batch."""
+
+    def fused(self, activation, z, t, *, xp):
+        value, dz = super().fused(activation, z, t, xp=xp)
+        if off_numpy(xp) and z.shape[0] == N % BATCH:
+            dz = dz * (1 + BUMP)
+        return value, dz
+
+
+@dataclass(frozen=True)
+class ShortBatchMSE(MeanSquaredError):
+    """Mean squared error whose gradient (no fused form) is off on the short batch."""
+
+    def gradient(self, a, t, *, xp):
+        grad = super().gradient(a, t, xp=xp)
+        if off_numpy(xp) and a.shape[0] == N % BATCH:
+            grad = grad * (1 + BUMP)
+        return grad
+
+
+PLANTED_UPDATE = 6  # the 7th update (state step 6 before it): epoch 1, step 2
+
+
+@dataclass(frozen=True)
+class AdamOffAtStep(Adam):
+    """Adam whose update is off at one step count, off NumPy only (traceably)."""
+
+    def update(self, params, grads, state, lr, *, xp, decay=frozenset()):
+        new, new_state = super().update(params, grads, state, lr, xp=xp, decay=decay)
+        if off_numpy(xp):
+            hit = state["step"] == PLANTED_UPDATE
+            new = {key: value + xp.astype(hit, value.dtype) * BUMP for key, value in new.items()}
+        return new, new_state
+
+
+def problem(kind: str = "binary", n: int = N, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    if kind == "binary":
+        return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    if kind == "multiclass":
+        return X, np.argmax(X, axis=1)
+    return X, np.tanh(X[:, :2])
+
+
+def traced(backend, net, X, y, **options):
+    if backend.name == "numpy":
+        pytest.skip("traces a backend against NumPy: needs a backend other than NumPy")
+    return trace_divergence(net, X, y, backends=[backend], reference="numpy", **options)
+
+
+def check_found(report, backend, *, epoch, step, phase, layer, quantity_prefix):
+    label = report.backends[0]
+    assert not report.agree
+    first = report.first
+    assert first is report.divergences[label]
+    assert first.backend == label and label.startswith(backend.name)
+    assert (first.epoch, first.step, first.phase, first.layer) == (epoch, step, phase, layer)
+    assert first.quantity.startswith(quantity_prefix), first.quantity
+    assert first.kind == "operation"
+    assert first.rel_error > first.tolerance
+    text = str(report)
+    assert f"epoch {epoch}, step {step}" in text and label in text
+    json.dumps(report.to_dict())  # JSON-safe
+
+
+@pytest.mark.dtypes("float64")
+def test_a_layer_that_differs_in_its_forward_is_named(backend, dtype):
+    X, y = problem()
+    net = an.Sequential(
+        [Dense(6), "tanh", ShortBatchShift(), Dense(1), "sigmoid"], inputs=3, seed=1,
+        dtype=dtype, backend="numpy",
+    )  # fmt: skip
+    report = traced(backend, net, X, y, epochs=3, lr=0.5, batch_size=BATCH, seed=3)
+    check_found(report, backend, epoch=0, step=SHORT_STEP, phase="forward", layer=2,
+                quantity_prefix="output")  # fmt: skip
+    assert report.first.layer_name == net.model.layers[2].describe()
+    assert abs(abs(report.first.value - report.first.reference_value) - BUMP) < 1e-12
+
+
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
+def test_a_loss_whose_gradient_differs_is_named(backend, dtype, fused):
+    kind = "binary" if fused else "regression"
+    X, y = problem(kind)
+    loss = ShortBatchFusedBCE() if fused else ShortBatchMSE()
+    head = "sigmoid" if fused else "identity"
+    net = an.Sequential([Dense(5), "relu", Dense(y.shape[1] if y.ndim > 1 else 1), head],
+                        inputs=3, loss=loss, seed=2, dtype=dtype, backend="numpy")  # fmt: skip
+    report = traced(backend, net, X, y, epochs=2, lr=0.3, batch_size=BATCH, seed=5)
+    check_found(report, backend, epoch=0, step=SHORT_STEP, phase="loss", layer=None,
+                quantity_prefix="delta")  # fmt: skip
+
+
+@pytest.mark.dtypes("float64")
+def test_an_optimizer_whose_update_differs_is_named(backend, dtype):
+    X, y = problem("multiclass", n=48)  # 3 batches of 16 per epoch
+    net = an.Sequential([Dense(4), "tanh", Dense(3), "softmax"], inputs=3, seed=4, dtype=dtype,
+                        backend="numpy")  # fmt: skip
+    steps_per_epoch = 48 // BATCH
+    report = traced(backend, net, X, y, epochs=4, optimizer=AdamOffAtStep(lr=0.01),
+                    batch_size=BATCH, seed=6)  # fmt: skip
+    epoch, step = divmod(PLANTED_UPDATE, steps_per_epoch)
+    check_found(report, backend, epoch=epoch, step=step, phase="update", layer=None,
+                quantity_prefix="W1")  # fmt: skip
+
+
+def test_builtin_models_with_adam_and_minibatches_agree(backend, dtype):
+    X, y = problem("multiclass", n=60)
+    net = an.Sequential(
+        [Dense(8), "relu", Dense(8), "tanh", Dense(3), "softmax"], inputs=3, seed=7,
+        dtype=dtype, backend="numpy",
+    )  # fmt: skip
+    schedule = an.optimizers.Cosine(total=6)
+    report = traced(backend, net, X, y, epochs=6, optimizer="adam", lr=0.01, batch_size=16,
+                    schedule=schedule, seed=8)  # fmt: skip
+    assert report.agree, str(report)
+    curve = report.curve[report.backends[0]]
+    assert curve.shape == (6,) and np.all(curve <= TRAINING_RTOL[dtype])
+    # the lockstep run is fit's documented loop: the reference's loss is fit's, bit for bit
+    history = net.fit(X, y, epochs=6, optimizer="adam", lr=0.01, batch_size=16,
+                      schedule=schedule, seed=8, engine="eager")  # fmt: skip
+    np.testing.assert_array_equal(report.loss["numpy"], np.asarray(history.loss))
+
+
+@pytest.mark.slow
+@pytest.mark.dtypes("float64")
+def test_the_flower_network_parts_by_amplification(backend, dtype):
+    if backend.float64_problem() is not None:
+        pytest.skip(f"float64 unavailable: {backend.float64_problem()}")
+    X, y = an.datasets.planar_flower()
+    net = an.Network([2, 4, 1], ["tanh", "sigmoid"], "binary_crossentropy", init="normal",
+                     init_scale=0.01, seed=0, dtype=dtype, backend="numpy")  # fmt: skip
+    report = traced(backend, net, X, y, epochs=9000, lr=1.2)
+    label = report.backends[0]
+    losses, reference = report.loss[label], report.loss["numpy"]
+    parted = np.abs(losses - reference) > TRAINING_RTOL[dtype] * np.abs(reference)
+    first = report.first
+    if first is None:  # bit-identical arithmetic all the way: nothing to explain
+        assert not parted.any()
+        return
+    assert first.kind == "amplification", str(report)
+    assert first.operation_error <= 1e-12  # the step's own operations agree to rounding
+    assert parted.any() and first.epoch <= int(np.argmax(parted))
+    assert report.curve[label][first.epoch] > TRAINING_RTOL[dtype]
+    assert "amplification" in str(report)
+
+
+def test_arguments_are_checked():
+    X, y = problem()
+    net = an.Network([3, 2, 1], seed=0, dtype="float64", backend="numpy")
+    with pytest.raises(an.InputError, match="net must be an anynet.Network"):
+        trace_divergence("net", X, y)
+    with pytest.raises(an.InputError, match="dtype must be"):
+        trace_divergence(net, X, y, dtype="float16")
+    with pytest.raises(an.InputError, match="rtol"):
+        trace_divergence(net, X, y, rtol=-1.0)
+    with pytest.raises(an.InputError, match="epochs"):
+        trace_divergence(net, X, y, epochs=0, backends=["numpy"])
