@@ -5,7 +5,9 @@
     anynet --version
     anynet backends [--json]
     anynet validate [--backends NAME ...] [--dtype float64|float32]
-                    [--model flower|digits|SPEC] [--epochs N] [--lr LR] [--json]
+                    [--model flower|digits|SPEC|FILE.npz] [--import MODULE ...]
+                    [--data FILE.npz] [--epochs N] [--lr LR] [--optimizer NAME]
+                    [--batch-size B] [--schedule NAME] [--seed S] [--explain] [--json]
     anynet train [--data flower|moons|circles|spirals] [--sizes 2-4-1]
                  [--activations tanh,sigmoid] [--backend NAME] [--device DEV]
                  [--epochs N] [--lr LR] [--seed S] [--out boundary.png]
@@ -17,7 +19,12 @@ A model SPEC is ``SIZES[:ACTIVATIONS[:LOSS]]``: layer widths joined by ``-``, th
 optionally one activation per layer joined by ``,``, then optionally a loss name,
 e.g. ``2-8-8-1:relu,relu,sigmoid`` or ``3-6-2:tanh,identity:mse``. Its data are drawn
 from a fixed random "teacher" network (256 samples, seed 0), so every run sees the
-same numbers.
+same numbers. ``--model FILE.npz`` validates any saved network (``net.save``), on the
+arrays ``X`` and ``y`` of ``--data FILE.npz`` (default: teacher data of its widths);
+``--import MODULE`` imports a module first (the current directory is searched), so that
+the layers, losses and optimizers it registers load. ``--explain`` runs
+:func:`anynet.testing.trace_divergence` when backends disagree and prints where they
+first part (``--json`` includes it).
 
 This is an application, not the library: when ``JAX_ENABLE_X64`` is unset it sets it
 to ``1`` before JAX is imported, so that JAX can take part in float64 checks.
@@ -140,13 +147,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     validate.add_argument(
-        "--model", default="flower", help="flower (default), digits, or a SPEC like 2-8-1"
+        "--model",
+        default="flower",
+        help="flower (default), digits, a SPEC like 2-8-1, or a saved network FILE.npz",
     )
     validate.add_argument(
-        "--epochs", type=_positive_int, default=200, help="epochs of full-batch gradient descent"
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (repeatable): it registers your layers, losses, ...",
     )
+    validate.add_argument(
+        "--data", metavar="FILE.npz", help="arrays X and y to train on (default per model)"
+    )
+    validate.add_argument("--epochs", type=_positive_int, default=200, help="epochs of training")
     validate.add_argument("--lr", type=_positive_float, help="learning rate (default per model)")
-    validate.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    validate.add_argument(
+        "--optimizer", default=None, help="sgd (default), momentum, adam, ... or a registered name"
+    )
+    validate.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="minibatches (default full batch)"
+    )
+    validate.add_argument("--schedule", default=None, help="constant, step, exponential, cosine")
+    validate.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial weights and of the shuffles"
+    )
+    validate.add_argument(
+        "--explain",
+        action="store_true",
+        help="when backends disagree, trace where they first part "
+        "(anynet.testing.trace_divergence)",
+    )
     validate.add_argument(
         "--rtol", type=_positive_float, help="tolerance of the parameters and loss after training"
     )
@@ -417,6 +450,50 @@ class Outcome:
     problems: str = ""
 
 
+def _import_modules(names: list[str]) -> None:
+    """``--import``: each module, the current directory searched first (as ``python -m``)."""
+    if names and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise CliError(f"--import {name}: the module did not import: {exc}") from exc
+
+
+def _npz_arrays(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """``--data``: the arrays ``X`` and ``y`` of a ``.npz`` file (no pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [name for name in ("X", "y") if name not in data.files]
+            if missing:
+                raise CliError(
+                    f"--data {path}: needs arrays named X and y, it has {sorted(data.files)}"
+                )
+            return np.asarray(data["X"]), np.asarray(data["y"])
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--data {path}: cannot read it as a .npz file: {exc}") from exc
+
+
+def _saved_problem(path: str, data: str | None) -> tuple[Problem, Any]:
+    """``--model FILE.npz``: the saved network (on NumPy) and the data to train it on."""
+    from .network import load
+
+    try:
+        net = load(path, backend="numpy")
+    except Exception as exc:
+        raise CliError(
+            f"--model {path}: cannot load the network ({type(exc).__name__}: {exc}); "
+            "if it uses your own layers, losses or optimizers, pass --import MODULE"
+        ) from exc
+    if data is not None:
+        X, y = _npz_arrays(data)
+    else:
+        X, y = _teacher_data([net.n_inputs, net.n_outputs], net.head)
+    name = os.path.basename(path)
+    return Problem(name, [], None, None, X, y, lr=0.1, init=""), net
+
+
 def _gradient_subset(problem: Problem, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` evenly spaced samples (finite differences are cheap and kink-free on few)."""
     step = max(1, len(problem.X) // n)
@@ -559,21 +636,46 @@ def _outcome(
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .backend import get_backend
     from .network import Network
-    from .testing import TRAINING_RTOL, compare_backends, describe_network
-
-    problem = _problem(args.model)
-    lr = problem.lr if args.lr is None else args.lr
-    rtol = TRAINING_RTOL[args.dtype] if args.rtol is None else args.rtol
-    start = Network(
-        problem.sizes,
-        problem.activations,
-        problem.loss,
-        init=problem.init,
-        init_scale=problem.init_scale,
-        seed=args.seed,
-        dtype=args.dtype,
-        backend="numpy",
+    from .testing import (
+        TRAINING_RTOL,
+        backend_label,
+        compare_backends,
+        describe_network,
+        trace_divergence,
     )
+
+    _import_modules(args.imports)
+    if args.model.endswith(".npz") or os.path.isfile(args.model):
+        problem, start = _saved_problem(args.model, args.data)
+        if start.dtype != args.dtype:
+            start = start.astype(args.dtype)
+    else:
+        problem = _problem(args.model)
+        if args.data is not None:
+            X, y = _npz_arrays(args.data)
+            problem = Problem(problem.name, problem.sizes, problem.activations, problem.loss, X,
+                              y, problem.lr, problem.init, problem.init_scale)  # fmt: skip
+        start = Network(
+            problem.sizes,
+            problem.activations,
+            problem.loss,
+            init=problem.init,
+            init_scale=problem.init_scale,
+            seed=args.seed,
+            dtype=args.dtype,
+            backend="numpy",
+        )
+    # the model's learning rate for full-batch SGD; an optimizer asked for keeps its own
+    lr = args.lr if args.lr is not None else (problem.lr if args.optimizer is None else None)
+    rtol = TRAINING_RTOL[args.dtype] if args.rtol is None else args.rtol
+    training = {
+        "epochs": args.epochs,
+        "lr": lr,
+        "optimizer": args.optimizer,
+        "batch_size": args.batch_size,
+        "schedule": args.schedule,
+        "seed": args.seed,
+    }
     numpy = get_backend("numpy")
     selected = [
         entry
@@ -588,9 +690,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         problem.y,
         backends=runs,
         reference=numpy,
-        epochs=args.epochs,
-        lr=lr,
         rtol=rtol,
+        **training,
     )
     reference = _outcome("numpy", numpy, comparison, start, problem, args.epochs, args.dtype, rtol)
     reference.backend = "numpy (reference)"
@@ -603,6 +704,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             _outcome(label, backend, comparison, start, problem, args.epochs, args.dtype, rtol)
         )
     ok = all(outcome.ok for outcome in outcomes)
+    trace = None
+    if args.explain and not ok:
+        parted = [b for b in runs if any(row.backend == backend_label(b) and not row.ok
+                                         for row in comparison.rows)]  # fmt: skip
+        if parted:
+            trace = trace_divergence(start, problem.X, problem.y, backends=parted,
+                                     reference=numpy, dtype=args.dtype, rtol=rtol,
+                                     **training)  # fmt: skip
     summary = {
         "model": problem.name,
         "network": describe_network(start),
@@ -612,6 +721,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "epochs": args.epochs,
         "lr": lr,
+        "optimizer": args.optimizer or "sgd",
+        "batch_size": args.batch_size,
+        "schedule": args.schedule,
         "seed": args.seed,
         "reference": "numpy",
         "tolerances": {
@@ -623,10 +735,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         "results": [asdict(outcome) for outcome in outcomes],
         "ok": ok,
     }
+    if args.explain:
+        summary["trace"] = None if trace is None else trace.to_dict()
     if args.json:
         print(json.dumps(_finite(summary), indent=2))
     else:
         _print_validation(summary, outcomes)
+        if trace is not None:
+            print(trace)
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
@@ -651,9 +767,13 @@ def _print_validation(summary: dict, outcomes: list[Outcome]) -> None:
     from .testing import format_number, text_table
 
     tol = summary["tolerances"]
+    size = summary["batch_size"]
+    batches = "full batch" if size is None else f"batch {size}"
+    schedule = f", schedule {summary['schedule']}" if summary["schedule"] else ""
     print(
         f"validate: {summary['model']} {summary['network']}, {summary['dtype']}, "
-        f"{summary['epochs']} epochs, lr {summary['lr']}, seed {summary['seed']}"
+        f"{summary['epochs']} epochs, {summary['optimizer']}, lr {summary['lr'] or 'default'}, "
+        f"{batches}{schedule}, seed {summary['seed']}"
     )
     print(
         f"pass: parameters and loss within rtol {tol['param_rtol']:g} of numpy "

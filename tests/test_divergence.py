@@ -210,3 +210,161 @@ def test_arguments_are_checked():
         trace_divergence(net, X, y, rtol=-1.0)
     with pytest.raises(an.InputError, match="epochs"):
         trace_divergence(net, X, y, epochs=0, backends=["numpy"])
+
+
+# ============================================ validation of the training people run
+
+
+@dataclass(frozen=True)
+class TracedScale(Layer):
+    """y = x * s, a learned scale per feature (the docs' user layer)."""
+
+    param_names = ("s",)
+
+    def init(self, rng, n_in):
+        return {"s": np.ones(n_in) + 0.1 * rng.normal(size=n_in)}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        return x * params["s"], x
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy * params["s"], {"s": xp.sum(dy * cache, axis=0)}
+
+
+an.register_layer("TracedScale", TracedScale, replace=True)
+
+
+def user_network(dtype="float64"):
+    return an.Sequential(
+        [Dense(6), "tanh", "TracedScale", Dense(3), "softmax"], inputs=3, seed=9, dtype=dtype,
+        backend="numpy",
+    )  # fmt: skip
+
+
+def test_compare_backends_runs_any_training(backend, dtype):
+    X, y = problem("multiclass", n=40)
+    net = user_network(dtype)
+    training = {"epochs": 4, "optimizer": "adam", "lr": 0.01, "batch_size": 8,
+                "schedule": an.optimizers.Cosine(total=4), "seed": 2}  # fmt: skip
+    comparison = an.testing.assert_backends_agree(net, X, y, backends=[backend], **training)
+    label = comparison.backends[0]
+    # the comparison trained what fit trains with these arguments: its reference history
+    # is the reference backend's fit, and every backend's parameters moved off the start
+    history = net.fit(X, y, **training)
+    np.testing.assert_array_equal(comparison.outputs["numpy"]["fit loss"], history.loss)
+    got = comparison.outputs[label]
+    assert not np.array_equal(got["fit s2"], an.to_numpy(user_network(dtype).params["s2"]))
+
+
+@pytest.mark.dtypes("float64")
+def test_compare_backends_catches_a_planted_update(backend, dtype):
+    if backend.name == "numpy":
+        pytest.skip("plants a difference off NumPy: needs a backend other than NumPy")
+    X, y = problem("multiclass", n=48)
+    net = user_network(dtype)
+    comparison = an.testing.compare_backends(
+        net, X, y, backends=[backend], epochs=4, optimizer=AdamOffAtStep(lr=0.01),
+        batch_size=BATCH, seed=6,
+    )  # fmt: skip
+    failed = {row.output for row in comparison.failures()}
+    assert "fit W1" in failed and "forward" not in failed
+
+
+# ============================================ anynet validate --model --import --explain
+
+USER_MODULE = '''
+from dataclasses import dataclass
+
+import anynet as an
+from anynet.layers import Layer
+
+NUMPY_NAME = an.get_backend("numpy").xp.__name__
+
+
+@dataclass(frozen=True)
+class Wobble(Layer):
+    """Identity; off NumPy, 1e-6 more on batches of 7 rows (the short last one)."""
+
+    shift: float = 0.0
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        if self.shift and xp.__name__ != NUMPY_NAME and x.shape[0] == 7:
+            return x + self.shift, None
+        return x, None
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy, {}
+
+
+an.register_layer("Wobble", Wobble)
+'''
+
+
+def validate_in(directory, *args):
+    """``anynet validate ARGS`` as a shell runs it, from ``directory`` (its modules import)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-W", "error", "-m", "anynet", "validate", *args],
+                          capture_output=True, text=True, env=env, cwd=directory,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("planted", [False, True], ids=["honest", "planted"])
+def test_validate_a_saved_user_model_from_the_shell(backend, dtype, planted, tmp_path):
+    if backend.name == "numpy":
+        pytest.skip("compares a backend with NumPy: needs a backend other than NumPy")
+    if backend.name == "jax" and backend.float64_problem() is not None:
+        pytest.skip(f"float64 unavailable: {backend.float64_problem()}")
+    (tmp_path / "user_layers.py").write_text(USER_MODULE)
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        wobble = importlib.import_module("user_layers").Wobble(shift=1e-6 if planted else 0.0)
+    finally:
+        sys.path.remove(str(tmp_path))
+        an.registry.layers._classes.pop("Wobble", None)  # the subprocess registers its own
+        an.registry.layers._names.pop(type(wobble), None)
+    X, y = problem("multiclass", n=39)  # batches of 16, 16 and a short one of 7
+    an.register_layer("Wobble", type(wobble), replace=True)
+    try:
+        net = an.Sequential([Dense(5), "tanh", wobble, Dense(3), "softmax"], inputs=3, seed=3,
+                            dtype=dtype, backend="numpy")  # fmt: skip
+        net.save(tmp_path / "net.npz")
+    finally:
+        an.registry.layers._classes.pop("Wobble", None)
+        an.registry.layers._names.pop(type(wobble), None)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    common = ["--model", "net.npz", "--import", "user_layers", "--data", "data.npz",
+              "--backends", spec_of(backend), "--optimizer", "adam", "--batch-size", "16",
+              "--schedule", "cosine", "--epochs", "3", "--explain"]  # fmt: skip
+    text = validate_in(tmp_path, *common)
+    assert text.returncode == (1 if planted else 0), text.stdout + text.stderr
+    as_json = validate_in(tmp_path, *common, "--json")
+    assert as_json.returncode == text.returncode, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    assert summary["ok"] is (not planted) and summary["optimizer"] == "adam"
+    if not planted:
+        assert "all backends agree" in text.stdout and summary["trace"] is None
+        return
+    first = summary["trace"]["first"]
+    assert (first["epoch"], first["step"], first["phase"], first["layer"]) == (0, 2, "forward", 2)
+    assert first["kind"] == "operation" and first["layer_name"].startswith("Wobble")
+    assert "parts at epoch 0, step 2, in the forward pass of layer 2" in text.stdout
+
+
+def spec_of(backend) -> str:
+    """The backend as ``--backends`` takes it: NAME or NAME:DEVICE."""
+    if backend is an.get_backend(backend.name):
+        return backend.name
+    return f"{backend.name}:{str(backend.device).split(chr(39))[1]}"

@@ -291,13 +291,13 @@ def _network_copy(net: Network, backend: Backend, dtype: str) -> Network:
 
 
 def _run_network(
-    net: Network, inputs: Sequence[Any], backend: Backend, dtype: str, epochs: int, lr: float
+    net: Network, inputs: Sequence[Any], backend: Backend, dtype: str, training: dict
 ) -> tuple[dict[str, np.ndarray], float, float]:
     """A network's outputs on ``backend`` (host copies), the run's and the fit's seconds.
 
     Before training: ``forward``, ``loss``, ``gradients[K]``; training ``fit(X, y,
-    epochs=epochs, lr=lr)``: ``fit loss`` (the history), ``fit K`` for every parameter
-    and layer-state array after it, ``fit forward`` and ``fit final loss`` (outputs and
+    **training)``: ``fit loss`` (the history), ``fit K`` for every parameter and
+    layer-state array after it, ``fit forward`` and ``fit final loss`` (outputs and
     loss of the trained network).
     """
     if len(inputs) != 2:
@@ -312,9 +312,9 @@ def _run_network(
     for key, grad in copy.gradients(X, y).items():
         outputs[f"gradients[{key}]"] = grad
     if _compiles(backend):  # compile on a copy, so that the fit timed below only runs
-        _network_copy(net, backend, dtype).fit(X, y, epochs=epochs, lr=lr)
+        _network_copy(net, backend, dtype).fit(X, y, **training)
     fit_start = time.perf_counter()
-    history = copy.fit(X, y, epochs=epochs, lr=lr)
+    history = copy.fit(X, y, **training)
     backend.synchronize(*copy.params.values())
     fit_seconds = time.perf_counter() - fit_start
     outputs["fit loss"] = np.asarray(history.loss)
@@ -324,6 +324,23 @@ def _run_network(
     outputs["fit final loss"] = np.asarray(copy.loss(X, y))
     host = {key: np.asarray(to_numpy(value)) for key, value in outputs.items()}
     return host, time.perf_counter() - start, fit_seconds
+
+
+def _training(
+    net: Network, epochs: int, lr: float | None, optimizer: Any, batch_size: int | None,
+    schedule: Any, seed: int | None, shuffle: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """``fit``'s keyword arguments for the comparison's training run, the same for every
+    backend (one seed, drawn here when neither it nor the network has one)."""
+    if optimizer is None:
+        optimizer = "sgd"
+        lr = 0.1 if lr is None else lr
+    if seed is None:
+        seed = (
+            net.seed if isinstance(net.seed, int) else int(np.random.default_rng().integers(2**32))
+        )
+    return {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size,
+            "schedule": schedule, "seed": seed, "shuffle": shuffle}  # fmt: skip
 
 
 def _differences(
@@ -365,7 +382,12 @@ def compare_backends(
     reference: Any = "numpy",
     dtype: str | None = None,
     epochs: int = 20,
-    lr: float = 0.1,
+    lr: float | None = None,
+    optimizer: Any = None,
+    batch_size: int | None = None,
+    schedule: Any = None,
+    seed: int | None = None,
+    shuffle: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
 ) -> Comparison:
@@ -376,8 +398,10 @@ def compare_backends(
     fn_or_net : callable or anynet.Network
         ``fn(xp, *arrays)`` written against the array API (``xp`` is the backend's
         namespace) returning an array, a number, a tuple/list or a dict of them; or a
-        :class:`~anynet.Network`, for which ``forward``, ``loss``, ``gradients`` and,
-        after ``fit(X, y, epochs=epochs, lr=lr)``, the loss history, the parameters and
+        :class:`~anynet.Network` (any model: ``Network``, ``Sequential``, registered
+        layers, losses and optimizers), for which ``forward``, ``loss``, ``gradients``
+        and, after ``fit`` with the training arguments below, the loss history, the
+        parameters and
         layer state, and the trained network's ``forward`` and loss are compared (outputs
         ``"forward"``, ``"loss"``, ``"gradients[W1]"``, ..., ``"fit loss"``, ``"fit W1"``,
         ..., ``"fit forward"``, ``"fit final loss"``). Every backend starts from the
@@ -395,8 +419,11 @@ def compare_backends(
         The backend the others are compared with (computed even when not listed).
     dtype : {"float32", "float64"}, optional
         Default: ``"float64"`` for a function, the network's dtype for a network.
-    epochs, lr : int, float
-        Length and learning rate of the short training run (networks only).
+    epochs, lr, optimizer, batch_size, schedule, seed, shuffle
+        Networks only: ``fit``'s arguments for the training run, the same on every
+        backend. ``lr`` default: 0.1 with the default optimizer (full-batch SGD), else
+        the optimizer's own. ``seed`` (of the shuffles) default: the network's seed,
+        else one drawn here and used on every backend.
     rtol, atol : float, optional
         Tolerances of the ``ok`` flags; default :data:`RTOL` / :data:`ATOL` by dtype.
 
@@ -432,9 +459,14 @@ def compare_backends(
     ]
     base = resolve_backend(reference)
 
+    training: dict[str, Any] = {}
+    if isinstance(fn_or_net, Network):
+        training = _training(fn_or_net, epochs, lr, optimizer, batch_size, schedule, seed,
+                             shuffle)  # fmt: skip
+
     def run(backend: Backend) -> tuple[dict[str, np.ndarray], float, float | None]:
         if isinstance(fn_or_net, Network):
-            return _run_network(fn_or_net, inputs, backend, dtype, epochs, lr)
+            return _run_network(fn_or_net, inputs, backend, dtype, training)
         return _run_function(fn_or_net, inputs, backend, dtype)
 
     base_label = backend_label(base)
@@ -465,7 +497,12 @@ def assert_backends_agree(
     reference: Any = "numpy",
     dtype: str | None = None,
     epochs: int = 20,
-    lr: float = 0.1,
+    lr: float | None = None,
+    optimizer: Any = None,
+    batch_size: int | None = None,
+    schedule: Any = None,
+    seed: int | None = None,
+    shuffle: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
 ) -> Comparison:
@@ -488,6 +525,11 @@ def assert_backends_agree(
         dtype=dtype,
         epochs=epochs,
         lr=lr,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        schedule=schedule,
+        seed=seed,
+        shuffle=shuffle,
         rtol=rtol,
         atol=atol,
     )
