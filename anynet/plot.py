@@ -8,6 +8,7 @@ Each function draws with matplotlib and returns the :class:`matplotlib.figure.Fi
     an.plot.save_figure(fig, "boundary.png")      # atomic; or fig.savefig(...)
     an.plot.learning_curves(net.fit(X, y, epochs=200, validation_data=(Xv, yv)))
     an.plot.backend_agreement(anynet.testing.compare_backends(net, X, y))
+    an.plot.divergence(anynet.testing.trace_divergence(net, X, y, epochs=500))
 
 Without ``ax=``, a function draws on a new figure that is not registered with pyplot
 (nothing global, no display needed, nothing to close): return it from a notebook cell
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "backend_agreement",
     "check_figure_path",
+    "divergence",
     "decision_boundary",
     "learning_curves",
     "save_figure",
@@ -388,6 +390,76 @@ def backend_agreement(report: Any, *, title: str | None = None) -> Figure:
         title = f"{len(backends)} backend(s) against {report.reference} ({report.dtype}): {verdict}"
     top.set_title(title)
     return cast("Figure", top.figure)  # a new Figure of its own, never a SubFigure
+
+
+def divergence(report: Any, *, title: str | None = None, ax: Any = None) -> Figure:
+    """How far each backend's parameters are from the reference's, epoch by epoch.
+
+    Parameters
+    ----------
+    report : anynet.testing.DivergenceReport
+        What :func:`anynet.testing.trace_divergence` returns.
+    title : str, optional
+        Default: the backends, the dtype and where the first divergence is.
+    ax : matplotlib Axes, optional
+        Draw into it; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line per backend: the worst relative parameter difference after each epoch
+        (``report.curve``), on a logarithmic scale (exact agreement, 0, is drawn at the
+        axis' floor); the tolerance as a dashed line; each backend's first divergence
+        marked with a cross and labelled with its kind, epoch and layer.
+
+    Raises
+    ------
+    InputError
+        ``report`` is not a divergence report.
+    """
+    curves = getattr(report, "curve", None)
+    if not isinstance(curves, Mapping) or not hasattr(report, "divergences"):
+        raise InputError(
+            "report must be an anynet.testing.DivergenceReport (what trace_divergence "
+            f"returns), got {type(report).__name__}"
+        )
+    (panel,) = _axes(ax, (7.0, 4.0))
+    rtol = float(report.rtol)
+    values = [v for c in curves.values() for v in np.asarray(c, dtype=float) if 0 < v < math.inf]
+    floor = min([*values, rtol]) / 10
+    ceiling = max([*values, rtol]) * 10
+    for index, (label, curve) in enumerate(curves.items()):
+        curve = np.asarray(curve, dtype=float)
+        epochs = np.arange(curve.size)
+        drawn = np.clip(np.where(np.isfinite(curve), curve, ceiling), floor, ceiling)
+        panel.plot(epochs, drawn, color=f"C{index}", linewidth=1.2, label=label)
+        found = report.divergences.get(label)
+        if found is not None and found.epoch < curve.size:
+            y = drawn[found.epoch]
+            panel.plot([found.epoch], [y], marker="x", color=f"C{index}", markersize=10,
+                       markeredgewidth=2, linestyle="none")  # fmt: skip
+            where = "" if found.layer is None else f", layer {found.layer}"
+            late = found.epoch > 0.6 * max(curve.size - 1, 1)  # label on the left of it
+            panel.annotate(f"{found.kind}: epoch {found.epoch}{where}", (found.epoch, y),
+                           textcoords="offset points", xytext=(-8 if late else 6, 6),
+                           ha="right" if late else "left", fontsize=8,
+                           color=f"C{index}")  # fmt: skip
+    panel.axhline(rtol, color="k", linestyle="--", linewidth=1, label=f"tolerance {rtol:g}")
+    panel.set_yscale("log")
+    panel.set_ylim(floor, ceiling)
+    panel.set_xlabel("epoch")
+    panel.set_ylabel("max |a - r| / max |r| (parameters)")
+    panel.legend(fontsize=8, loc="upper left")
+    if title is None:
+        first = report.first
+        verdict = (
+            "all agree"
+            if first is None
+            else f"{first.backend} parts first, at epoch {first.epoch} ({first.kind})"
+        )
+        title = f"{len(curves)} backend(s) against {report.reference} ({report.dtype}): {verdict}"
+    panel.set_title(title, fontsize=10)
+    return cast("Figure", panel.figure)
 
 
 # -- saving --------------------------------------------------------------------------------

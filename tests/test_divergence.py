@@ -112,6 +112,7 @@ def check_found(report, backend, *, epoch, step, phase, layer, quantity_prefix):
     assert first.quantity.startswith(quantity_prefix), first.quantity
     assert first.kind == "operation"
     assert first.rel_error > first.tolerance
+    assert first.isolated_error > first.tolerance  # the operation's own difference
     text = str(report)
     assert f"epoch {epoch}, step {step}" in text and label in text
     json.dumps(report.to_dict())  # JSON-safe
@@ -368,3 +369,34 @@ def spec_of(backend) -> str:
     if backend is an.get_backend(backend.name):
         return backend.name
     return f"{backend.name}:{str(backend.device).split(chr(39))[1]}"
+
+
+# ============================================ the picture
+
+
+def test_the_picture_draws_the_reports_curves(backend):
+    pytest.importorskip("matplotlib")
+    X, y = problem()
+    net = an.Sequential(
+        [Dense(6), "tanh", ShortBatchShift(), Dense(1), "sigmoid"], inputs=3, seed=1,
+        dtype="float64", backend="numpy",
+    )  # fmt: skip
+    report = traced(backend, net, X, y, epochs=4, lr=0.5, batch_size=BATCH, seed=3)
+    figure = an.plot.divergence(report)
+    (axes,) = figure.axes
+    label = report.backends[0]
+    line = next(line for line in axes.get_lines() if line.get_label() == label)
+    floor, _ = axes.get_ylim()
+    np.testing.assert_allclose(line.get_ydata(), np.maximum(report.curve[label], floor))
+    tolerance = [line for line in axes.get_lines() if line.get_label().startswith("tolerance")]
+    assert tolerance and tolerance[0].get_ydata()[0] == report.rtol
+    marks = [line for line in axes.get_lines() if line.get_marker() == "x"]
+    assert [m.get_xdata()[0] for m in marks] == [report.first.epoch]
+    assert axes.get_yscale() == "log" and "parts first" in axes.get_title()
+    assert any("operation: epoch 0, layer 2" in text.get_text() for text in axes.texts)
+
+
+def test_the_picture_refuses_other_objects():
+    pytest.importorskip("matplotlib")
+    with pytest.raises(an.InputError, match="DivergenceReport"):
+        an.plot.divergence({"curve": {}})

@@ -12,16 +12,18 @@
    stepped again, batch by batch, from both backends' parameters at its start, to find
    the first *step* that parts them.
 3. That step is run once more on both backends from the **reference's** inputs
-   (identical parameters, optimizer state, layer state and batch), operation by
-   operation, in the order they happen: each layer's forward output (and new state),
-   the loss and its delta, each layer's gradients and backward output, each updated
-   parameter and optimizer-state entry. Every operation gets the reference's input to
-   it, so each difference is that operation's own. The first one out of its
-   dtype's tolerance (:data:`~anynet.testing.RTOL` / :data:`~anynet.testing.ATOL`,
-   normwise) is the divergence, ``kind="operation"``. If none is, the step's operations
-   agree to rounding and what parted the parameters is rounding amplified by the
-   training dynamics, ``kind="amplification"``, naming the layer whose parameters'
-   difference grew most in that step.
+   (identical parameters, optimizer state, layer state and batch), recording, in the
+   order they happen, each layer's forward output (and new state), the loss and its
+   delta, each layer's gradients and backward output, each updated parameter and
+   optimizer-state entry. The first quantity out of its dtype's tolerance
+   (:data:`~anynet.testing.RTOL` / :data:`~anynet.testing.ATOL`, normwise) is the
+   divergence, ``kind="operation"``; that operation is then run once more given the
+   reference's own input to it (``isolated_error``), which tells an operation that
+   computes other numbers from one that magnifies a rounding-level difference of its
+   input (a rounding that flips). If no quantity is out of tolerance, the step agrees
+   to rounding and what parted the parameters is rounding amplified by the training
+   dynamics, ``kind="amplification"``, naming the layer whose parameters' difference
+   grew most in that step.
 
 Only the epoch in question is stepped again and only the step in question is recorded:
 memory stays that of a few copies of the parameters. Nothing here is a second copy of
@@ -32,6 +34,7 @@ the head's ``loss_and_delta`` and the optimizer's ``update``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,8 +101,14 @@ class Divergence:
         the backend. ``"amplification"``: every operation of the step agrees to rounding
         from identical inputs; rounding differences grew through the training dynamics.
     operation_error : float
-        The largest ``rel_error`` of any operation in the rerun from identical inputs
+        The largest ``rel_error`` of any quantity in the rerun from identical inputs
         (for ``"amplification"``: how small the step's own differences are).
+    isolated_error : float or None
+        For ``"operation"``: the same operation's difference when it is given the
+        reference's own input to it. Above ``tolerance``: the operation itself computes
+        other numbers. Within it: the operation magnifies a rounding-level difference
+        of its input (a discontinuity such as rounding or a threshold, or an
+        ill-conditioned operation).
     """
 
     backend: str
@@ -116,6 +125,7 @@ class Divergence:
     tolerance: float
     kind: str
     operation_error: float = 0.0
+    isolated_error: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (non-finite numbers as None, the index as a list)."""
@@ -134,6 +144,9 @@ class Divergence:
             "tolerance": self.tolerance,
             "kind": self.kind,
             "operation_error": _json_number(self.operation_error),
+            "isolated_error": None
+            if self.isolated_error is None
+            else _json_number(self.isolated_error),
         }
 
     def describe(self) -> str:
@@ -150,10 +163,20 @@ class Divergence:
                 "the optimizer's update" if self.phase == "update"
                 else f"layer {self.layer} ({self.layer_name})"
             )  # fmt: skip
+            head = (
+                f"{self.backend} parts at {where}, in the {self.phase} pass of {at}: rerun "
+                f"from the reference's parameters and batch, {numbers}."
+            )
+            if self.isolated_error is not None and self.isolated_error <= self.tolerance:
+                return (
+                    f"{head} Given the reference's own input, this operation agrees "
+                    f"({format_number(self.isolated_error)}): it magnifies a rounding-level "
+                    "difference of its input (rounding, a threshold or another "
+                    "discontinuity, or an ill-conditioned operation)."
+                )
             return (
-                f"{self.backend} parts at {where}, in the {self.phase} pass of {at}: from "
-                f"the reference's own inputs, {numbers}. This operation computes other "
-                f"numbers on {self.backend}: look at it first."
+                f"{head} Given the reference's own input it still differs: this operation "
+                f"computes other numbers on {self.backend}; look at it first."
             )
         return (
             f"{self.backend} parts at {where}, by amplification: from identical inputs every "
@@ -520,28 +543,39 @@ class _Tracer:
     def explain(self, run: _Run, ref: _Run, epoch: int, step: int, carry: tuple,
                 carry_ref: tuple, after: tuple, after_ref: tuple, batch_ref: tuple,
                 rates: tuple, rtol: float, atol: float) -> Divergence:  # fmt: skip
+        """The step rerun from the reference's inputs: its first quantity out of tolerance
+        (then the same operation again, given the reference's own input to it), or
+        amplification."""
         op_rtol, op_atol = RTOL[self.dtype], ATOL[self.dtype]
         worst = 0.0
-        for phase, layer, quantity, value, reference in self.operations(
-            run, ref, carry_ref, batch_ref, rates
+        for number, (phase, layer, quantity, value, reference) in enumerate(
+            self.operations(run, ref, carry_ref, batch_ref, rates, isolated=False)
         ):
             got, want = _host(value), _host(reference)
             error = _normwise(got, want, op_rtol, op_atol)
             worst = max(worst, error)
             if error > op_rtol:
                 index, v, r = _worst_entry(got, want)
+                alone = self.operations(run, ref, carry_ref, batch_ref, rates, isolated=True)
+                *_, value_alone, reference_alone = next(itertools.islice(alone, number, None))
+                isolated = _normwise(_host(value_alone), _host(reference_alone), op_rtol, op_atol)
                 return Divergence(run.label, epoch, step, phase, layer, self._name(layer),
-                                  quantity, index, r, v, error, op_rtol, "operation",
-                                  worst)  # fmt: skip
+                                  quantity, index, r, v, error, op_rtol, "operation", worst,
+                                  isolated)  # fmt: skip
         return self._amplification(run, epoch, step, carry, carry_ref, after, after_ref, rtol,
                                    atol, worst)  # fmt: skip
 
     def operations(self, run: _Run, ref: _Run, carry_ref: tuple, batch_ref: tuple,
-                   rates: tuple) -> Any:  # fmt: skip
+                   rates: tuple, *, isolated: bool) -> Any:  # fmt: skip
         """``(phase, layer, quantity, backend's value, reference's value)`` for each
-        operation of one step, in order, each computed on both backends from the
-        reference's inputs to it. ``rates``: the step's learning rate as each backend's
-        loop passes it (the same number)."""
+        operation of one step, in the order they happen, both backends starting from the
+        reference's parameters, state and batch.
+
+        ``isolated=False``: each backend's values flow on through the step, as in
+        training. ``isolated=True``: every operation gets the reference's input to it,
+        so each difference is that operation's own. ``rates``: the step's learning rate
+        as each backend's loop passes it (the same number).
+        """
         lr, lr_ref = rates
         model, optimizer = self.model, self.optimizer
         backend, xp, xp_ref = run.backend, run.backend.xp, ref.backend.xp
@@ -555,43 +589,45 @@ class _Tracer:
         opt_state = {key: move(value) for key, value in opt_ref.items()}
         state = {key: move(value) for key, value in state_ref.items()}
         x_ref, t_ref = batch_ref
-        h_ref, caches, caches_ref = x_ref, [], []
+        t = move(t_ref)
+        h, h_ref, caches, caches_ref = move(x_ref), x_ref, [], []
         for slot in model.slots:
-            out, cache, new_state = model.forward_layer(slot, params, state, move(h_ref),
-                                                        xp=xp, train=True)  # fmt: skip
-            out_ref, cache_ref, new_state_ref = model.forward_layer(
+            given = move(h_ref) if isolated else h
+            h, cache, new_state = model.forward_layer(slot, params, state, given, xp=xp,
+                                                      train=True)  # fmt: skip
+            h_ref, cache_ref, new_state_ref = model.forward_layer(
                 slot, params_ref, state_ref, h_ref, xp=xp_ref, train=True
             )
-            yield "forward", slot.index, "output", out, out_ref
+            yield "forward", slot.index, "output", h, h_ref
             for key in new_state_ref:
                 yield "forward", slot.index, f"state {key}", new_state[key], new_state_ref[key]
             caches.append(cache)
             caches_ref.append(cache_ref)
-            h_ref = out_ref
-        loss, delta = model.loss_and_delta(move(h_ref), move(t_ref), xp=xp)
-        loss_ref, delta_ref = model.loss_and_delta(h_ref, t_ref, xp=xp_ref)
+        loss, dy = model.loss_and_delta(move(h_ref) if isolated else h, t, xp=xp)
+        loss_ref, dy_ref = model.loss_and_delta(h_ref, t_ref, xp=xp_ref)
         yield "loss", None, "loss", loss, loss_ref
-        yield "loss", None, "delta", delta, delta_ref
+        yield "loss", None, "delta", dy, dy_ref
+        grads: Params = {}
         grads_ref: Params = {}
-        dy_ref = delta_ref
         for slot in reversed(model.slots):
             if slot.index == 0 and not slot.params:
                 break
-            dx, grads = model.backward_layer(slot, params, caches[slot.index], move(dy_ref),
-                                             xp=xp)  # fmt: skip
-            dx_ref, layer_grads_ref = model.backward_layer(
+            given = move(dy_ref) if isolated else dy
+            dy, layer_grads = model.backward_layer(slot, params, caches[slot.index], given,
+                                                   xp=xp)  # fmt: skip
+            dy_ref, layer_grads_ref = model.backward_layer(
                 slot, params_ref, caches_ref[slot.index], dy_ref, xp=xp_ref
             )
             for key in layer_grads_ref:
-                yield "backward", slot.index, f"grad {key}", grads[key], layer_grads_ref[key]
-            if dx_ref is not None:
-                yield "backward", slot.index, "dx", dx, dx_ref
+                yield "backward", slot.index, f"grad {key}", layer_grads[key], layer_grads_ref[key]
+            if dy_ref is not None:
+                yield "backward", slot.index, "dx", dy, dy_ref
+            grads.update(layer_grads)
             grads_ref.update(layer_grads_ref)
-            dy_ref = dx_ref
         grads_ref = {key: grads_ref[key] for key in params_ref}
+        grads = {key: move(grads_ref[key]) if isolated else grads[key] for key in params_ref}
         decay = model.decay_keys
-        new, new_opt = optimizer.update(params, {k: move(v) for k, v in grads_ref.items()},
-                                        opt_state, lr, xp=xp, decay=decay)  # fmt: skip
+        new, new_opt = optimizer.update(params, grads, opt_state, lr, xp=xp, decay=decay)
         new_ref, new_opt_ref = optimizer.update(params_ref, grads_ref, opt_ref, lr_ref,
                                                 xp=xp_ref, decay=decay)  # fmt: skip
         for key in new_ref:
