@@ -81,6 +81,18 @@ def _unavailable(name: str, device: str | None, dtype: str | None) -> str | None
     return None
 
 
+def _unusable_cases(dtype: str) -> dict[str, str]:
+    """Label and reason of every available backend (and stand-in device) that cannot
+    compute in ``dtype`` here: what a default backend list skips, saying why."""
+    skipped: dict[str, str] = {}
+    for name in available_backends():
+        for device in (None, *stand_in_devices(name)):
+            reason = _unavailable(name, device, dtype)
+            if reason is not None:
+                skipped[name if device is None else f"{name}:{device}"] = reason
+    return skipped
+
+
 def _usable_cases(dtype: str) -> list[tuple[str, str | None]]:
     """``(name, device)`` of every available backend that computes in ``dtype`` here, each
     on its default device and on its stand-in devices (array-api-strict's ``device1``)."""
@@ -168,6 +180,10 @@ class Comparison:
         Networks only: wall seconds of each backend's ``fit`` alone, until its results
         are ready. Where the backend compiles (JAX), a warm-up ``fit`` of the same length
         on a copy runs first, so compilation is left out.
+    skipped : dict of str to str
+        Backends of the default list that cannot compute in ``dtype`` here, with the
+        reason (JAX without ``JAX_ENABLE_X64=1`` in float64): left out, not failed. A
+        backend asked for by name that cannot is a failed row instead.
     """
 
     reference: str
@@ -178,6 +194,7 @@ class Comparison:
     times: dict[str, float]
     outputs: dict[str, dict[str, np.ndarray]] = field(repr=False)
     fit_times: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def backends(self) -> list[str]:
@@ -236,6 +253,8 @@ class Comparison:
             headers, body = headers[:-1], [cells[:-1] for cells in body]
         reference_time = self.times.get(self.reference)
         tail = "" if reference_time is None else f"\nreference: {reference_time * 1000:.3g} ms"
+        for label, reason in self.skipped.items():
+            tail += f"\nskipped: {label} cannot compute in {self.dtype} here ({reason})"
         bad = self.failures()
         if bad:
             tail += f"\nFAILED: {len(bad)} of {len(self.rows)} outputs disagree"
@@ -414,7 +433,10 @@ def compare_backends(
     backends : sequence, optional
         Names (``"torch"``), ``"name:device"`` strings (``"array_api_strict:device1"``),
         ``(name, device)`` pairs or :class:`~anynet.Backend` objects. Default:
-        :func:`anynet.available_backends`. Unavailable ones raise :class:`BackendError`.
+        :func:`anynet.available_backends`, less those that cannot compute in ``dtype``
+        here (listed in :attr:`Comparison.skipped` with the reason). Asked for by name,
+        one that does not load raises :class:`BackendError`, one that cannot compute in
+        ``dtype`` is a failed row: the rule of every helper and of ``anynet validate``.
     reference : str or Backend
         The backend the others are compared with (computed even when not listed).
     dtype : {"float32", "float64"}, optional
@@ -454,9 +476,12 @@ def compare_backends(
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     rtol = RTOL[dtype] if rtol is None else _check_tolerance(rtol, "rtol")
     atol = ATOL[dtype] if atol is None else _check_tolerance(atol, "atol")
-    chosen = [
-        resolve_backend(spec) for spec in (available_backends() if backends is None else backends)
-    ]
+    skipped: dict[str, str] = {}
+    if backends is None:  # the default list leaves out, saying why, what cannot run dtype
+        skipped = {name: reason for name in available_backends()
+                   if (reason := _unavailable(name, None, dtype)) is not None}  # fmt: skip
+        backends = [name for name in available_backends() if name not in skipped]
+    chosen = [resolve_backend(spec) for spec in backends]
     base = resolve_backend(reference)
 
     training: dict[str, Any] = {}
@@ -487,7 +512,8 @@ def compare_backends(
         if fit_seconds is not None:
             fit_times[label] = fit_seconds
         rows += _differences(label, got, want, rtol, atol)
-    return Comparison(base_label, dtype, rtol, atol, tuple(rows), times, outputs, fit_times)
+    return Comparison(base_label, dtype, rtol, atol, tuple(rows), times, outputs, fit_times,
+                      skipped)  # fmt: skip
 
 
 def assert_backends_agree(

@@ -31,7 +31,13 @@ from ..backend import Backend, get_backend, to_numpy
 from ..errors import BackendError, InputError
 from ..layers.base import Layer, as_layer
 from ._text import _worst, format_number, text_table
-from .agreement import Comparison, _usable_cases, compare_backends, resolve_backend
+from .agreement import (
+    Comparison,
+    _unusable_cases,
+    _usable_cases,
+    compare_backends,
+    resolve_backend,
+)
 from .gradients import GradientCheckError
 from .oracles import ORACLES, _import_oracle, _installed_oracles, _layer_oracle_gradients
 from .tolerances import (
@@ -130,6 +136,11 @@ class LayerReport:
         Broken promises of the layer protocol (keys, shapes, backends of results,
         disagreement between ``backward`` and ``backward_params`` or between the
         oracle's value of ``L`` and the layer's).
+    dtype : str
+        The dtype the layer ran in (the finite differences are float64).
+    skipped : dict of str to str
+        Backends of the default list that cannot compute in ``dtype`` here, with the
+        reason: left out of the agreement check, not failed.
     """
 
     layer: str
@@ -149,6 +160,8 @@ class LayerReport:
     rows: tuple[LayerGradientCheck, ...]
     agreement: Comparison | None = None
     problems: tuple[str, ...] = ()
+    dtype: str = "float64"
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> dict[str, float]:
@@ -211,7 +224,7 @@ class LayerReport:
     def __str__(self) -> str:
         floor = self.atol / self.rtol * self.scale if self.rtol > 0 else 0.0
         head = [
-            f"check_layer {self.layer} on {self.backend}, float64, train={self.train}: "
+            f"check_layer {self.layer} on {self.backend}, {self.dtype}, train={self.train}: "
             f"x ({self.n_samples}, {self.n_in}) -> y ({self.n_samples}, {self.n_out})",
             f"objective L = sum(y * dy) = {self.objective:.6g}; finite differences: central, "
             f"eps={self.eps:g}; pass when relative error <= {self.rtol:g} (entries below "
@@ -241,6 +254,8 @@ class LayerReport:
             text += "\nagreement across backends: not checked"
         else:
             text += "\nagreement across backends: " + str(self.agreement)
+        for label, reason in self.skipped.items():
+            text += f"\nskipped: {label} cannot compute in {self.dtype} here ({reason})"
         failures = self.failures()
         if failures:
             text += "\nfailed:\n" + "\n".join(f"  {line}" for line in failures)
@@ -275,14 +290,14 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def _float64_backend(backend: Any, device: Any) -> Backend:
+def _dtype_backend(backend: Any, device: Any, dtype: str) -> Backend:
     target = get_backend(backend, device)
     try:
-        target.dtype("float64")
+        target.dtype(dtype)
     except BackendError as exc:
         raise BackendError(
-            f"check_layer computes in float64 on the backend asked for "
-            f"({target.describe()}), which cannot use float64 here: {exc} "
+            f"check_layer computes in {dtype} on the backend asked for "
+            f"({target.describe()}), which cannot use {dtype} here: {exc} "
             f"Alternatively check on NumPy: check_layer(layer, n_in, backend='numpy')."
         ) from exc
     return target
@@ -355,9 +370,9 @@ def _protocol_problems(
     return problems
 
 
-def _to_backend(backend: Backend, value: np.ndarray) -> Array:
-    """A host array on ``backend``: floats as float64, integers in their own dtype."""
-    return backend.asarray(value, "float64") if value.dtype.kind == "f" else backend.asarray(value)
+def _to_backend(backend: Backend, value: np.ndarray, dtype: str = "float64") -> Array:
+    """A host array on ``backend``: floats in ``dtype``, integers in their own dtype."""
+    return backend.asarray(value, dtype) if value.dtype.kind == "f" else backend.asarray(value)
 
 
 def _check_result(
@@ -417,6 +432,7 @@ def _passes(layer: Layer, backend: Backend, train: bool) -> Callable[..., Any]:
 def _columns_problems(
     layer: Layer, backend: Backend, params: dict, x: Array, dy: Array, train: bool,
     y_rows: np.ndarray, rows: dict[str, np.ndarray | None], scale: float,
+    dtype: str = "float64",
 ) -> list[str]:  # fmt: skip
     """A layout-free layer must compute, on ``(features, samples)`` data with ``axis=0``,
     the transposes of what it computes on rows (the fit engine may run it that way)."""
@@ -448,8 +464,8 @@ def _columns_problems(
                 f"rows give {expected.shape}"
             )
             continue
-        errors = relative_errors(got, expected, rtol=RTOL["float64"], atol=ATOL["float64"] * scale)
-        if not float(np.max(errors, initial=0.0)) <= RTOL["float64"]:
+        errors = relative_errors(got, expected, rtol=RTOL[dtype], atol=ATOL[dtype] * scale)
+        if not float(np.max(errors, initial=0.0)) <= RTOL[dtype]:
             problems.append(
                 f"{name} is layout_free, but with axis=0 its {what} differs from the rows "
                 f"result (max relative difference {float(np.max(errors)):.2e})"
@@ -519,8 +535,9 @@ def _agreement(
     backends: Sequence[Any],
     checked: Backend,
     checked_passes: Callable[..., Any],
+    dtype: str = "float64",
 ) -> Comparison:
-    """``forward_state`` and ``backward`` on each backend against NumPy, float64.
+    """``forward_state`` and ``backward`` on each backend against NumPy, in ``dtype``.
 
     ``checked_passes`` (:func:`_passes` on ``checked``, already compiled there) is reused.
     """
@@ -543,7 +560,7 @@ def _agreement(
         *state.values(),
         backends=chosen,
         reference="numpy",
-        dtype="float64",
+        dtype=dtype,
     )
 
 
@@ -566,6 +583,7 @@ def check_layer(
     atol: float | None = None,
     params: Mapping[str, Any] | None = None,
     state: Mapping[str, Any] | None = None,
+    dtype: str = "float64",
 ) -> LayerReport:
     """Check a layer's hand-written backward pass, and that every backend computes it alike.
 
@@ -601,7 +619,7 @@ def check_layer(
         Input width.
     backend, device : optional
         Where the gradients and finite differences are computed (default NumPy).
-        It must compute in float64 (JAX needs ``JAX_ENABLE_X64=1``).
+        It must compute in ``dtype`` (float64 on JAX needs ``JAX_ENABLE_X64=1``).
     train : bool
         The mode of the forward pass: batch statistics in ``BatchNorm``, a mask in
         ``Dropout`` (a function of the layer's state only, so ``L`` stays deterministic).
@@ -613,8 +631,9 @@ def check_layer(
         Autodiff oracle(s); ``"all"`` uses every one of the two installed here.
     backends : sequence, optional
         Backends of the agreement check, as :func:`~anynet.testing.compare_backends`
-        takes them. Default: every available backend that can use float64 here, plus its
-        stand-in devices (array-api-strict's ``"device1"``). ``[]`` skips the check.
+        takes them. Default: every available backend that can compute in ``dtype`` here,
+        plus its stand-in devices (array-api-strict's ``"device1"``); those that cannot
+        are listed in :attr:`LayerReport.skipped` with the reason. ``[]`` skips the check.
     eps : float, optional
         Finite-difference step, default :data:`~anynet.testing.DEFAULT_EPS` (1e-5).
     rtol, atol : float, optional
@@ -626,6 +645,12 @@ def check_layer(
     params, state : dict, optional
         Values to check at instead of those ``init`` / ``init_state`` draw (same keys and
         shapes): a point where, say, ``gamma`` is not all ones.
+    dtype : {"float64", "float32"}
+        The dtype the layer runs in: its hand-written gradients on ``backend`` and the
+        agreement across ``backends``, at that dtype's tolerances
+        (:data:`~anynet.testing.GRADIENT_RTOL`, :data:`~anynet.testing.RTOL`). The
+        finite differences (and oracles) are always computed in float64: on ``backend``
+        where it can use float64, else on NumPy.
 
     Returns
     -------
@@ -640,7 +665,7 @@ def check_layer(
         The message is the report, and names each failing gradient (``dx`` or the
         parameter), its worst entry and both values.
     anynet.BackendError
-        ``backend`` cannot use float64 here, or an oracle asked for by name is not
+        ``backend`` cannot use ``dtype`` here, or an oracle asked for by name is not
         installed.
     anynet.InputError
         A bad argument.
@@ -676,11 +701,15 @@ def check_layer(
             f"backends must be a list of backends (names, 'name:device' strings, (name, "
             f"device) pairs or anynet.Backend objects), got {backends!r}"
         )
-    fd_rtol = GRADIENT_RTOL["float64"] if rtol is None else _check_tolerance(rtol, "rtol")
-    fd_atol = GRADIENT_ATOL["float64"] if atol is None else _check_tolerance(atol, "atol")
-    or_rtol = RTOL["float64"] if rtol is None else fd_rtol
-    or_atol = ATOL["float64"] if atol is None else fd_atol
-    target = _float64_backend(backend, device)
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    fd_rtol = GRADIENT_RTOL[dtype] if rtol is None else _check_tolerance(rtol, "rtol")
+    fd_atol = GRADIENT_ATOL[dtype] if atol is None else _check_tolerance(atol, "atol")
+    or_rtol = RTOL[dtype] if rtol is None else fd_rtol
+    or_atol = ATOL[dtype] if atol is None else fd_atol
+    target = _dtype_backend(backend, device, dtype)
+    # finite differences in float64: on the backend where it can, else on NumPy
+    fd_target = target if target.float64_problem() is None else get_backend("numpy")
 
     rng = np.random.default_rng(seed)
     drawn, n_out = layer.init(rng, n_in)
@@ -693,6 +722,7 @@ def check_layer(
         objective: float = math.nan,
         scale: float = 1.0,
         agreement: Comparison | None = None,
+        skipped: dict[str, str] | None = None,
     ) -> LayerReport:
         return LayerReport(
             layer=layer.describe(),
@@ -712,6 +742,8 @@ def check_layer(
             rows=tuple(rows),
             agreement=agreement,
             problems=tuple(problems),
+            dtype=dtype,
+            skipped=dict(skipped or {}),
         )
 
     if problems:
@@ -725,9 +757,9 @@ def check_layer(
         host_state = _override(state, host_state, "state")
 
     # -- the hand-written gradients, on the backend asked for
-    moved = {key: _to_backend(target, v) for key, v in host_params.items()}
-    moved_state = {key: _to_backend(target, v) for key, v in host_state.items()}
-    x_dev, dy_dev = target.asarray(x, "float64"), target.asarray(dy, "float64")
+    moved = {key: _to_backend(target, v, dtype) for key, v in host_params.items()}
+    moved_state = {key: _to_backend(target, v, dtype) for key, v in host_state.items()}
+    x_dev, dy_dev = target.asarray(x, dtype), target.asarray(dy, dtype)
     passes = _passes(layer, target, train)
     try:
         y, dx, grads, from_params, _, value = passes(moved, moved_state, x_dev, dy_dev)
@@ -763,10 +795,8 @@ def check_layer(
                 other = np.asarray(to_numpy(from_params[key]), dtype=np.float64)
                 if other.shape != mine.shape:
                     continue
-                errors = relative_errors(
-                    other, mine, rtol=RTOL["float64"], atol=ATOL["float64"] * scale
-                )
-                if not float(np.max(errors, initial=0.0)) <= RTOL["float64"]:
+                errors = relative_errors(other, mine, rtol=RTOL[dtype], atol=ATOL[dtype] * scale)
+                if not float(np.max(errors, initial=0.0)) <= RTOL[dtype]:
                     problems.append(
                         f"backward_params' gradient {key!r} differs from backward's (max "
                         f"relative difference {float(np.max(errors)):.2e})"
@@ -774,20 +804,30 @@ def check_layer(
 
     if layer.layout_free:
         problems.extend(
-            _columns_problems(layer, target, moved, x_dev, dy_dev, train, y_host, analytic, scale)
+            _columns_problems(
+                layer, target, moved, x_dev, dy_dev, train, y_host, analytic, scale, dtype
+            )
         )
 
-    # -- finite differences of L, on the same backend
+    # -- finite differences of L in float64, on the same backend where it can
+    if fd_target is target and dtype == "float64":
+        fd_passes, fd_params, fd_state, fd_x, fd_dy = passes, moved, moved_state, x_dev, dy_dev
+    else:
+        fd_passes = _passes(layer, fd_target, train)
+        fd_params = {key: _to_backend(fd_target, v) for key, v in host_params.items()}
+        fd_state = {key: _to_backend(fd_target, v) for key, v in host_state.items()}
+        fd_x, fd_dy = fd_target.asarray(x, "float64"), fd_target.asarray(dy, "float64")
+
     def value_of(params: dict[str, Array], x: Array) -> float:
-        return float(to_numpy(passes(params, moved_state, x, dy_dev)[-1]))
+        return float(to_numpy(fd_passes(params, fd_state, x, fd_dy)[-1]))
 
     def value_at(key: str) -> Callable[[Array], float]:
         """L as a function of the parameter ``key`` alone."""
-        return lambda a: value_of({**moved, key: a}, x_dev)
+        return lambda a: value_of({**fd_params, key: a}, fd_x)
 
-    numeric = {"dx": _central_differences(lambda a: value_of(moved, a), target, x, eps)}
+    numeric = {"dx": _central_differences(lambda a: value_of(fd_params, a), fd_target, x, eps)}
     for key, value in host_params.items():
-        numeric[key] = _central_differences(value_at(key), target, value, eps)
+        numeric[key] = _central_differences(value_at(key), fd_target, value, eps)
 
     # -- autodiff oracles
     exact: dict[str, dict[str, np.ndarray]] = {}
@@ -820,11 +860,13 @@ def check_layer(
 
     # -- every backend against NumPy
     agreement = None
-    cases = _usable_cases("float64") if backends is None else list(backends)
+    skipped = _unusable_cases(dtype) if backends is None else {}
+    cases = _usable_cases(dtype) if backends is None else list(backends)
     if cases:
-        agreement = _agreement(layer, host_params, host_state, x, dy, train, cases, target, passes)
+        agreement = _agreement(layer, host_params, host_state, x, dy, train, cases, target,
+                               passes, dtype)  # fmt: skip
 
-    result = report(rows, objective, scale, agreement)
+    result = report(rows, objective, scale, agreement, skipped)
     if not result.ok:
         raise LayerCheckError(str(result), result)
     return result
