@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/run.py [--quick] [--backends numpy,jax,...] [--workloads W1,W2,W3]
-                             [--repeats N] [--json out.json]
+                             [--repeats N] [--json out.json]   (workloads W1, W2, W3, P)
 
 Workloads (see benchmarks/README.md):
 
@@ -14,6 +14,9 @@ Workloads (see benchmarks/README.md):
   minibatches of 64 reshuffled every epoch, momentum SGD (lr 0.01, beta 0.9).
 * **W3** a 1024-4096-4096-10 ReLU/softmax MLP, one SGD step on a batch of 512, float32,
   with GFLOP/s against a float32 matmul peak timed interleaved in the same run.
+* **P** per call (``benchmarks/percall.py``): W2's network, ``fit(epochs=1)`` against
+  ``fit(epochs=5)`` (the per-call host work), ``predict``/``score`` of 256 rows against
+  a hand-written forward pass on the same backend, and the hand-written jitted JAX epoch.
 
 Every implementation is warmed up once, then all are timed interleaved (each repetition
 runs every row once, in a fresh random order); the tables print medians and
@@ -42,9 +45,10 @@ if ROOT not in sys.path:
 
 import harness  # noqa: E402
 import peers  # noqa: E402
+import percall  # noqa: E402
 from harness import Impl, NotInAnynet  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3")
+WORKLOADS = ("W1", "W2", "W3", "P")
 
 #: Sizes and repetitions: full run, and --quick (about 20 s, for CI and tests).
 SETTINGS = {
@@ -64,6 +68,9 @@ SETTINGS = {
         "matmul_size": 2048,
         "matmul_calls": 3,
         "import_repeats": 5,
+        "p_samples": None,
+        "p_calls": 5,
+        "p_repeats": 7,
     },
     "quick": {
         "full_rows": False,  # skip the slow anchor rows (eager JAX, strict tutorial, ...)
@@ -81,6 +88,9 @@ SETTINGS = {
         "matmul_size": 1024,
         "matmul_calls": 2,
         "import_repeats": 2,
+        "p_samples": 640,
+        "p_calls": 2,
+        "p_repeats": 2,
     },
 }
 
@@ -911,6 +921,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if hand and numpy_row and hand.peak_mib and numpy_row.peak_mib is not None:
             ratio = numpy_row.peak_mib / hand.peak_mib
         add("W3: peak memory of fit ≤ 1.2x hand-written NumPy's", ratio, 1.2, True, "{:.3f}x")
+    per_call = results.get("P", {}).get("figures", {})
+    for key, entry in per_call.items():
+        if "host_ms" not in entry:
+            continue
+        backend = key.split("/")[0]
+        limit = 0.25 if backend == "jax" else 0.2
+        add(f"P: per-call host work of fit(epochs=1) on {key} ≤ {limit} ms", entry["host_ms"],
+            limit, True, "{:.3f} ms")  # fmt: skip
+        if "predict_ratio" in entry:
+            add(f"P: predict of {percall.ROWS} rows on {key} ≤ 1.2x a hand-written forward",
+                entry["predict_ratio"], 1.2, True, "{:.2f}x")  # fmt: skip
     imp = results.get("import")
     if imp:
         add("import anynet (NumPy only) < 0.2 s", imp["median"], 0.2, True, "{:.3f} s")
@@ -1099,6 +1120,28 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
         results["W3"] = {"rows": rows, "flops": flops, "peaks": peaks, "sizes": sizes}
+
+    if "P" in args.workloads:
+        X, y, source = digits()
+        if cfg["p_samples"]:
+            X, y = X[: cfg["p_samples"]], y[: cfg["p_samples"]]
+            source += f" (first {cfg['p_samples']})"
+        rows = percall.impls_percall(X, y, pairs)
+        reps = args.repeats or cfg["p_repeats"]
+        log(f"P: {len(rows)} rows, {cfg['p_calls']} calls per timing, {reps} repetitions")
+        snap = harness.cpu_snapshot()
+        harness.measure(rows, cfg["p_calls"], reps, log)
+        lines, figures = percall.summary(rows, pairs)
+        tables += [
+            f"P   per call: {'-'.join(map(str, percall.SIZES))} ReLU/softmax MLP, {source} "
+            f"{X.shape[0]}x{X.shape[1]} float32, batch {percall.BATCH}, momentum SGD, data "
+            f"on the device; host/call = fit(epochs=1) - (fit(epochs=5) - fit(epochs=1))/4; "
+            f"predict/score of {percall.ROWS} rows vs a hand-written forward pass; medians of "
+            f"{reps}; other processes: {_others(snap)} of the CPU",
+            *lines,
+            "",
+        ]
+        results["P"] = {"rows": rows, "figures": figures}
 
     log("import anynet in fresh interpreters")
     results["import"] = imp = import_time(cfg["import_repeats"])
