@@ -26,7 +26,7 @@ LABELS = (np.arange(48) % 3).astype(np.int64)
 def test_apply_and_value_and_grad_match_the_network(backend):
     net = mixed(backend)
     x = backend.asarray(X, "float64")
-    out, state = F.apply(net.model, net.params, x, state=net.state)
+    out, state = F.apply_with_state(net.model, net.params, x, state=net.state)
     np.testing.assert_allclose(host(out), host(net.forward(X)), rtol=1e-14)
     assert set(state) == set(net.state)
     value, grads, _ = F.value_and_grad(
@@ -114,7 +114,7 @@ def test_jax_jit_of_optimizer_init_and_apply(backend):
     net = mixed(backend)
     state = jax.jit(lambda p: an.optimizers.Adam().init(p))(net.params)
     assert float(state["step"]) == 0 and set(state) > {"m.W1", "v.W1"}
-    apply = jax.jit(lambda p, s, x: F.apply(net.model, p, x, state=s)[0])
+    apply = jax.jit(lambda p, s, x: F.apply(net.model, p, x, state=s))
     np.testing.assert_allclose(
         host(apply(net.params, net.state, backend.asarray(X, "float64"))),
         host(net.forward(X)),
