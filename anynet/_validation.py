@@ -16,8 +16,7 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import Backend, backend_of, device_text, is_traced, to_numpy
-from .backend.base import _same_device
+from .backend import Backend, backend_of, device_text, is_traced, same_device, to_numpy
 from .errors import BackendError, InputError
 
 Array = Any
@@ -129,7 +128,7 @@ def check_one_backend(arrays: Iterable[tuple[str, Any]], where: str) -> None:
         name0, array0, kind0 = first
         differs = kind != kind0
         if not differs and not is_traced(array) and not is_traced(array0):
-            differs = not _same_device(device_of(array), device_of(array0))
+            differs = not same_device(device_of(array), device_of(array0))
         if differs:
             raise BackendError(
                 f"{name} must be an array of the backend and device of {name0} "

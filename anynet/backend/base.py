@@ -67,7 +67,8 @@ def device_text(device: Any) -> str:
     return {"CpuDevice(id=0)": "cpu:0"}.get(text, text)
 
 
-def _same_device(a: Any, b: Any) -> bool:
+def same_device(a: Any, b: Any) -> bool:
+    """Whether two device objects (of one library) are the same device."""
     try:
         return bool(a == b)
     except Exception:
@@ -279,9 +280,7 @@ class Backend:
 
     def owns(self, array: Any) -> bool:
         """Whether ``array`` is an array of this backend on this device."""
-        return self.is_own_array(array) and _same_device(
-            array_api_compat.device(array), self.device
-        )
+        return self.is_own_array(array) and same_device(array_api_compat.device(array), self.device)
 
     def buffer_of(self, array: Any) -> int:
         """An identity of the memory ``array``'s values live in.
