@@ -112,6 +112,9 @@ def check_one_backend(arrays: Iterable[tuple[str, Any]], where: str) -> None:
     :class:`BackendError` naming the first argument that differs and the first one, or an
     :class:`InputError` for a value that is no array at all.
     """
+    arrays = list(arrays)
+    if all(isinstance(array, (np.ndarray, np.generic)) for _, array in arrays):
+        return  # NumPy only: one backend, one device (the common case, checked cheaply)
     first: tuple[str, Any, str] | None = None
     for name, array in arrays:
         if isinstance(array, np.generic):  # a NumPy scalar (plain SGD's step count)
