@@ -11,6 +11,7 @@ import pytest
 
 import anynet as an
 from anynet import functional as F
+from anynet import registry
 from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
 from anynet.losses import Loss
 
@@ -321,8 +322,15 @@ def _reference_loss(params, x, y, loss):
     return float(np.mean(d * d)) if loss == "mse" else float(np.mean(np.log(np.cosh(d))))
 
 
-@pytest.mark.parametrize("loss", ["mse", LogCosh()], ids=["registered-mse", "custom-logcosh"])
-def test_value_and_grad_with_another_loss_against_finite_differences(backend, loss):
+@pytest.mark.parametrize(
+    "loss",
+    ["mse", LogCosh(), "logcosh_of_test_functional"],
+    ids=["built-in-by-name", "custom-object", "user-registered-by-name"],
+)
+def test_value_and_grad_with_another_loss_against_finite_differences(backend, loss, monkeypatch):
+    # registered for this test only (as an.register_loss would, undone afterwards)
+    monkeypatch.setitem(registry.losses._classes, "logcosh_of_test_functional", LogCosh)
+    monkeypatch.setitem(registry.losses._names, LogCosh, "logcosh_of_test_functional")
     net = _small(backend)
     reference = {key: host(value) for key, value in net.params.items()}
     x, y = backend.asarray(X, "float64"), backend.asarray(Y)
