@@ -239,3 +239,16 @@ def test_half_precision_is_refused_naming_what_each_backend_runs(backend, half):
     for name in an.available_backends():
         assert f"{name}: float32, float64" in message
     assert "float64 needs JAX_ENABLE_X64=1" in message
+
+
+def test_checkpoints_of_earlier_versions_still_resume():
+    """A checkpoint records its optimizer and schedule as text; the fields added since
+    (clip_norm, clip_value, per) are left out at their defaults, so what an earlier
+    version wrote (the dataclass repr of the fields it had) still matches."""
+    from anynet.engine.resume import run_config
+
+    config = run_config(SGD(lr=0.1, momentum=0.9), 16, True, False, Cosine(total=40))
+    assert config["optimizer"] == "SGD(lr=0.1, l2=0.0, momentum=0.9, nesterov=False)"
+    assert config["schedule"] == "Cosine(total=40, min_lr=0.0)"
+    config = run_config(Adam(clip_norm=1.0), None, True, False, Cosine(total=40, per="step"))
+    assert "clip_norm=1.0" in config["optimizer"] and "per='step'" in config["schedule"]
