@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import anynet as an
 from anynet import functional as F
-from anynet.optimizers import SGD, Adam, Cosine, Exponential, Step, Warmup, clip_gradients
+from anynet.optimizers import (
+    SGD,
+    Adam,
+    Cosine,
+    Exponential,
+    Optimizer,
+    Step,
+    Warmup,
+    clip_gradients,
+)
 
 SHAPES = {"W1": (4, 3), "b1": (4,), "W2": (2, 4), "b2": (2,)}
 
@@ -90,6 +100,31 @@ def test_an_optimizer_clips_before_its_update(backend, dtype):
     for key, p in params.items():
         want = _host(p) - 0.1 * (clipped[key] + 0.01 * _host(p))
         np.testing.assert_allclose(_host(new[key]), want, rtol=1e-14, atol=1e-16, err_msg=key)
+
+
+@dataclass(frozen=True)
+class ProjectedSGD(Optimizer):
+    """Overrides ``update`` (``max(p - lr * g, 0)``) and honours clipping through ``clip``."""
+
+    def directions(self, params, grads, state, *, xp=None, decay=None):
+        return {key: grads[key] for key in params}, state
+
+    def update(self, params, grads, state, lr, *, xp=None, decay=None):
+        grads = self.clip(grads, xp=xp)
+        new = {key: p - lr * grads[key] for key, p in params.items()}
+        return {key: xp.where(q > 0, q, xp.zeros_like(q)) for key, q in new.items()}, state
+
+
+def test_an_optimizer_overriding_update_clips_through_clip(backend):
+    X, y = an.datasets.planar_flower(n=40)
+    net = an.Network([2, 3, 1], seed=0, dtype="float64", backend=backend.name,
+                     device=backend.device)  # fmt: skip
+    start = {key: _host(p) for key, p in net.params.items()}
+    grads = _numpy_clip_norm({key: _host(g) for key, g in net.gradients(X, y).items()}, 0.05)
+    net.fit(X, y, epochs=1, optimizer=ProjectedSGD(lr=0.5, clip_norm=0.05))
+    for key, p in start.items():
+        want = np.maximum(p - 0.5 * grads[key], 0.0)
+        np.testing.assert_allclose(_host(net.params[key]), want, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.backends("jax", reason="jax.jit traces the clip: no branch on values")
@@ -211,6 +246,18 @@ def test_a_per_step_schedule_resumes_where_it_stopped(backend, tmp_path):
     for key in whole.params:
         np.testing.assert_allclose(_host(second.params[key]), _host(whole.params[key]),
                                    rtol=1e-12, atol=1e-15)  # fmt: skip
+
+
+def test_a_function_with_per_step_is_asked_every_step(backend):
+    def halving(lr, step):
+        return lr / (1 + step)
+
+    halving.per = "step"
+    X, y = an.datasets.planar_flower(n=40)
+    net = an.Network([2, 3, 1], seed=0, dtype="float64", backend=backend.name,
+                     device=backend.device)  # fmt: skip
+    history = net.fit(X, y, epochs=3, lr=0.4, batch_size=16, schedule=halving)  # 3 steps an epoch
+    assert history.lr == [0.4, 0.4 / 4, 0.4 / 7]
 
 
 def test_a_schedule_with_an_unknown_clock_is_refused(backend):
