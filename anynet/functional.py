@@ -20,9 +20,10 @@ state needs it (``state=net.state``).
 
 Inputs are checked before anything runs: every array of one backend and one device
 (:class:`~anynet.errors.BackendError` naming the two that differ; nothing is moved for
-you, and :func:`init` gives NumPy float64 arrays), and, where ``y`` is a concrete array
-(not a JAX tracer), labels as ``fit`` checks them (0/1 for a binary head, classes in
-range, one-hot rows) with an :class:`~anynet.errors.InputError`.
+you, and :func:`init` gives NumPy float64 arrays), and, wherever their values can be
+read (not inside ``jax.jit`` or another JAX trace), labels as ``fit`` checks them (0/1
+for a binary head, classes in range, one-hot rows) with an
+:class:`~anynet.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def apply_with_state(
 ) -> tuple[Array, Params]:
     """``(outputs, new_state)``: :func:`apply`'s outputs and the layer state after the pass.
 
-    Always a pair: ``new_state`` is ``state`` itself in evaluation mode, the updated
+    Always a pair: ``new_state`` holds ``state``'s values in evaluation mode, the updated
     state with ``train=True`` (batch norm's running statistics, dropout's random
     stream), and ``{}`` for a model without layer state.
     """
