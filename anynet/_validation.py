@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from typing import Any, Literal, overload
 
 import numpy as np
 from array_api_compat import array_namespace
+from array_api_compat import device as device_of
 
-from .backend import Backend, backend_of, is_traced, to_numpy
+from .backend import Backend, backend_of, device_text, is_traced, same_device, to_numpy
 from .errors import BackendError, InputError
 
 Array = Any
@@ -92,6 +94,53 @@ def _describe_array(array: Array) -> str:
     kind = backend_of(array)
     device = "" if kind == "numpy" else f" on {getattr(array, 'device', '?')}"
     return f"a {kind} array{device}"
+
+
+def _describe_operand(array: Array, kind: str) -> str:
+    if is_traced(array):
+        return f"a traced {kind} array"
+    if kind == "numpy":
+        return "a numpy array"
+    return f"a {kind} array on {device_text(device_of(array))}"
+
+
+def check_one_backend(arrays: Iterable[tuple[str, Any]], where: str) -> None:
+    """All named arrays of one backend, and (untraced ones) on one device.
+
+    For the pure functions, which compute with what they are given and never move it
+    (``Network`` moves host data itself, :func:`to_own_backend`). Raises a
+    :class:`BackendError` naming the first argument that differs and the first one, or an
+    :class:`InputError` for a value that is no array at all.
+    """
+    arrays = list(arrays)
+    if all(isinstance(array, (np.ndarray, np.generic)) for _, array in arrays):
+        return  # NumPy only: one backend, one device (the common case, checked cheaply)
+    first: tuple[str, Any, str] | None = None
+    for name, array in arrays:
+        if isinstance(array, np.generic):  # a NumPy scalar (plain SGD's step count)
+            continue
+        kind = backend_of(array)
+        if kind is None:
+            raise InputError(
+                f"{name} must be an array of one backend (NumPy, JAX, PyTorch, ...), got "
+                f"{type(array).__name__}: {where} does not convert its inputs"
+            )
+        if first is None:
+            first = (name, array, kind)
+            continue
+        name0, array0, kind0 = first
+        differs = kind != kind0
+        if not differs and not is_traced(array) and not is_traced(array0):
+            differs = not same_device(device_of(array), device_of(array0))
+        if differs:
+            raise BackendError(
+                f"{name} must be an array of the backend and device of {name0} "
+                f"({_describe_operand(array0, kind0)}), got {_describe_operand(array, kind)}: "
+                f"{where} computes with the arrays it is given and never moves them between "
+                "backends or devices. Move them first, e.g. params = {k: jnp.asarray(v) for "
+                "k, v in params.items()} (anynet.functional.init gives NumPy float64 arrays), "
+                "or anynet.backend.convert(array, backend)"
+            )
 
 
 def to_own_backend(value: Any, backend: Backend, name: str) -> tuple[Array, bool]:
@@ -196,6 +245,18 @@ def check_targets(
     their values (0/1 labels, rows summing to one).
     """
     array, on_host = to_own_backend(y, backend, name)
+    array = check_target_values(array, head, n_samples, name, width_name)
+    _check_range(array, array_namespace(array), name, dtype)
+    return _finish(array, on_host, backend, dtype)
+
+
+def check_target_values(
+    array: Array, head: Any, n_samples: int, name: str = "y", width_name: str = "sizes[-1]"
+) -> Array:
+    """Targets of any one backend, checked as ``fit`` checks them (numbers, shape, finite,
+    the head's encoding and its loss's values: 0/1 labels, classes in range, one-hot
+    rows); returns them encoded, ``(n_samples, n_outputs)``, on their backend. Reads
+    values: not for traced arrays."""
     xp = array_namespace(array)
     _check_numeric(array, xp, name, allow_bool=True)
     if xp.isdtype(array.dtype, "bool"):
@@ -206,9 +267,7 @@ def check_targets(
             f"to match X's {n_samples} samples, got shape {tuple(array.shape)}"
         )
     _check_finite(array, xp, name)
-    array = head.encode(array, name=name, width_name=width_name)
-    _check_range(array, array_namespace(array), name, dtype)
-    return _finish(array, on_host, backend, dtype)
+    return head.encode(array, name=name, width_name=width_name)
 
 
 def _check_range(array: Array, xp: Any, name: str, dtype: str) -> None:

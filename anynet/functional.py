@@ -13,8 +13,17 @@ Everything here is rows-are-samples, pure, and works inside ``jax.jit``,
 >>> for _ in range(100):  # doctest: +SKIP
 ...     params, opt_state, loss = step(params, opt_state)
 
-Functions that take ``state=`` return the new state as their last result when it is
-given; a model with layer state needs it (``state=net.state``).
+Return shapes: :func:`apply` always returns the outputs, :func:`apply_with_state`
+always ``(outputs, new_state)``; :func:`value_and_grad` and :func:`train_step` return
+the new layer state as their last result when ``state=`` is given. A model with layer
+state needs it (``state=net.state``).
+
+Inputs are checked before anything runs: every array of one backend and one device
+(:class:`~anynet.errors.BackendError` naming the two that differ; nothing is moved for
+you, and :func:`init` gives NumPy float64 arrays), and, wherever their values can be
+read (not inside ``jax.jit`` or another JAX trace), labels as ``fit`` checks them (0/1
+for a binary head, classes in range, one-hot rows) with an
+:class:`~anynet.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -24,17 +33,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from array_api_compat import device
 
-from ._validation import check_positive_int
-from .backend import namespace_of
+from ._validation import check_one_backend, check_positive_int, check_target_values
+from .backend import is_traced, namespace_of
 from .engine.step import step
 from .errors import InputError
+from .heads import make_head
 from .random import make_rng
 
 if TYPE_CHECKING:
+    from .heads import Head
+    from .losses import Loss
     from .model import Model
     from .optimizers import Optimizer
 
-__all__ = ["apply", "init", "train_step", "value_and_grad"]
+__all__ = ["apply", "apply_with_state", "init", "train_step", "value_and_grad"]
 
 Array = Any
 Params = dict[str, Array]
@@ -49,10 +61,28 @@ def init(model: Model, seed: int | np.random.Generator | None = None) -> tuple[d
     return model.init(make_rng(seed))
 
 
-def _namespace(params: Params, X: Array) -> Any:
-    if not params:
-        raise InputError("params must be a non-empty dict of arrays, got an empty dict")
+def _namespace(
+    where: str, params: Params, X: Array, *, y: Array = None, **trees: Params | None
+) -> Any:
+    """The namespace of the inputs, once all are checked to be of one backend and device."""
+    if not isinstance(params, dict) or not params:
+        raise InputError(f"params must be a non-empty dict of arrays, got {params!r:.80}")
+    named: list[tuple[str, Any]] = [("X", X)]
+    if y is not None:
+        named.append(("y", y))
+    named.extend((f"params[{key!r}]", value) for key, value in params.items())
+    for tree_name, tree in trees.items():
+        named.extend((f"{tree_name}[{key!r}]", value) for key, value in (tree or {}).items())
+    check_one_backend(named, f"anynet.functional.{where}")
     return namespace_of(X, *params.values())
+
+
+def _check_labels(head: Head, y: Array, X: Array, xp: Any) -> None:
+    """Labels as ``fit`` checks them, where their values can be read: not traced, and not
+    inside a trace (under ``jax.jit`` even a closed-over array's operations are traced)."""
+    if is_traced(y) or is_traced(X) or is_traced(xp.reshape(y, (-1,))[:1]):
+        return
+    check_target_values(y, head, X.shape[0], "y", "outputs")
 
 
 def _state(model: Model, state: Params | None) -> Params:
@@ -74,15 +104,49 @@ def apply(
     state: Params | None = None,
     train: bool = False,
     batch_size: int | None = None,
-) -> Any:
+) -> Array:
     """Output activations ``(n_samples, n_outputs)`` of ``X (n_samples, n_features)``.
 
-    Returns ``outputs``, or ``(outputs, new_state)`` when ``state`` is given
-    (``train=True``: dropout active, batch norm on batch statistics). In evaluation
-    mode, ``batch_size`` rows go through the model at a time (same results, memory
-    bounded by the batch); in training mode the batch is the whole ``X``.
+    Always returns the outputs array alone, whether or not ``state`` is given. In
+    evaluation mode, ``batch_size`` rows go through the model at a time (same results,
+    memory bounded by the batch). A training-mode pass (``train=True``: dropout active,
+    batch norm on batch statistics) of a model with layer state changes that state:
+    :func:`apply_with_state` returns it, and ``apply`` refuses such a pass rather than
+    drop it.
     """
-    xp = _namespace(params, X)
+    if train and model.has_state:
+        raise InputError(
+            "train=True changes this model's layer state "
+            f"{list(model.state_keys)}, which apply does not return: use "
+            "anynet.functional.apply_with_state (it returns (outputs, new_state)), or "
+            "train=False"
+        )
+    return _apply(model, params, X, state, train, batch_size, "apply")[0]
+
+
+def apply_with_state(
+    model: Model,
+    params: Params,
+    X: Array,
+    *,
+    state: Params | None = None,
+    train: bool = False,
+    batch_size: int | None = None,
+) -> tuple[Array, Params]:
+    """``(outputs, new_state)``: :func:`apply`'s outputs and the layer state after the pass.
+
+    Always a pair: ``new_state`` holds ``state``'s values in evaluation mode, the updated
+    state with ``train=True`` (batch norm's running statistics, dropout's random
+    stream), and ``{}`` for a model without layer state.
+    """
+    return _apply(model, params, X, state, train, batch_size, "apply_with_state")
+
+
+def _apply(
+    model: Model, params: Params, X: Array, state: Params | None, train: bool,
+    batch_size: int | None, where: str,
+) -> tuple[Array, Params]:  # fmt: skip
+    xp = _namespace(where, params, X, state=state)
     own_state = _state(model, state)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -102,17 +166,25 @@ def apply(
             for i in range(0, n, batch_size)
         ]
         z, new_state = xp.concat(parts, axis=0), own_state
-    out = model.head.output(z, xp=xp)
-    return out if state is None else (out, new_state)
+    return model.head.output(z, xp=xp), new_state
 
 
 def _value_and_grads(
-    model: Model, params: Params, state: Params, X: Array, y: Array, train: bool, xp: Any
-) -> tuple[Array, Params, Params]:
+    model: Model, head: Head, params: Params, state: Params, X: Array, y: Array, train: bool,
+    xp: Any,
+) -> tuple[Array, Params, Params]:  # fmt: skip
     """Loss, gradients and new state for ``y`` as ``fit`` takes it (encoded traceably)."""
     z, caches, new_state = model.forward(params, state, X, xp=xp, train=train)
-    value, dz = model.head.loss_and_delta(z, model.head.targets(y, z, xp=xp), xp=xp)
+    value, dz = head.loss_and_delta(z, head.targets(y, z, xp=xp), xp=xp)
     return value, model.backward(params, caches, dz, xp=xp), new_state
+
+
+def _head(model: Model, loss: str | Loss | None) -> Head:
+    """The model's head, or one with the same output activation and another loss."""
+    if loss is None:
+        return model.head
+    head = model.head
+    return make_head(head.activation, loss, head.n_outputs)
 
 
 def value_and_grad(
@@ -123,14 +195,40 @@ def value_and_grad(
     *,
     state: Params | None = None,
     train: bool = False,
+    loss: str | Loss | None = None,
 ) -> Any:
     """Mean loss (0-d array) and its gradients (hand-written backprop, ``params``' keys).
 
-    ``y`` as ``fit`` takes it: 0/1 labels, integer classes or one-hot rows, values.
-    Returns ``(loss, grads)``, or ``(loss, grads, new_state)`` when ``state`` is given.
+    Parameters
+    ----------
+    model, params
+        ``net.model`` and parameters (arrays of one backend and device).
+    X : array, shape (n_samples, n_features)
+    y : array
+        As ``fit`` takes it: 0/1 labels, integer classes or one-hot rows, values; of
+        ``X``'s backend and device. Checked as ``fit`` checks them where its values can
+        be read (not under ``jax.jit``).
+    state : dict of arrays, optional
+        Layer state; required for models that have some.
+    train : bool
+        Training mode (dropout, batch statistics).
+    loss : str or anynet.losses.Loss, optional
+        Another loss than the model's: a registered name (``"mse"``, or one registered
+        with :func:`anynet.register_loss`) or a :class:`~anynet.losses.Loss` object (its
+        ``value`` and ``gradient``, or ``fused``, give the loss and ``dL/dz``). It must
+        fit the model's output activation (a loss that declares a head needs its
+        activation); the labels are checked against it.
+
+    Returns
+    -------
+    (loss, grads), or (loss, grads, new_state) when ``state`` is given.
     """
-    xp = _namespace(params, X)
-    value, grads, new_state = _value_and_grads(model, params, _state(model, state), X, y, train, xp)
+    head = _head(model, loss)
+    xp = _namespace("value_and_grad", params, X, y=y, state=state)
+    _check_labels(head, y, X, xp)
+    value, grads, new_state = _value_and_grads(
+        model, head, params, _state(model, state), X, y, train, xp
+    )
     return (value, grads) if state is None else (value, grads, new_state)
 
 
@@ -155,7 +253,8 @@ def train_step(
     params, opt_state : dict of arrays
     X : array, shape (n_samples, n_features)
     y : array
-        As ``fit`` takes it.
+        As ``fit`` takes it, of ``X``'s backend and device; checked as ``fit`` checks it
+        where its values can be read (not under ``jax.jit``).
     state : dict of arrays, optional
         Layer state; required for models that have some.
     lr : float or 0-d array, optional
@@ -166,7 +265,8 @@ def train_step(
     (params, opt_state, loss), or (params, opt_state, loss, state) when ``state`` is given.
     The loss is that of the parameters before the update.
     """
-    xp = _namespace(params, X)
+    xp = _namespace("train_step", params, X, y=y, state=state, opt_state=opt_state)
+    _check_labels(model.head, y, X, xp)
     own_state = _state(model, state)
     first = next(iter(params.values()))  # the logits' dtype and device, for the encoding
     like = xp.zeros((1, model.head.n_outputs), dtype=first.dtype, device=device(first))

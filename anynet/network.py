@@ -546,7 +546,9 @@ class Network:
             Seed of the shuffles; default the network's ``seed``.
         schedule : str or callable, optional
             ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``, an
-            :mod:`anynet.optimizers` schedule object, or ``f(lr, epoch) -> lr``.
+            :mod:`anynet.optimizers` schedule object, or ``f(lr, epoch) -> lr``. One
+            whose ``per`` attribute is ``"step"`` (``Warmup``, ``Cosine(per="step")``)
+            is ``f(lr, step)``, asked for every optimizer step of the run.
         validation_data : (X_val, y_val), optional
             Adds ``val_loss`` and ``val_score`` (accuracy or R²) to the history.
         callbacks : list, optional

@@ -18,13 +18,16 @@ The state is a flat ``dict[str, array]`` (``"step"``,
 which also makes it trivially checkpointable. The learning rate arrives as a
 0-d array each step, so a schedule never triggers a recompilation.
 
-Schedules map ``(base_lr, epoch) -> lr`` on the host, once per epoch.
+Schedules map ``(base_lr, epoch) -> lr`` on the host, once per epoch; a schedule whose
+``per`` attribute is ``"step"`` maps ``(base_lr, step) -> lr`` once per optimizer step
+(``step`` counts the updates of the run from 0, minibatches included), e.g.
+``Warmup(500, then=Cosine(total=9500, per="step"))``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from array_api_compat import array_namespace
@@ -51,8 +54,11 @@ __all__ = [
     "Optimizer",
     "SGD",
     "Step",
+    "Warmup",
+    "clip_gradients",
     "get_optimizer",
     "get_schedule",
+    "schedule_per",
 ]
 
 Array = Any
@@ -73,6 +79,56 @@ def _with_l2(params: Params, grads: Params, l2: float, decay: Any) -> Params:
     }
 
 
+#: Added to the global norm before dividing by it, as ``torch.nn.utils.clip_grad_norm_`` does.
+CLIP_EPS = 1e-6
+
+
+def clip_gradients(
+    grads: Params,
+    *,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    xp: Any = None,
+) -> Params:
+    """Gradients clipped by their global norm, or element by element.
+
+    Parameters
+    ----------
+    grads : dict of arrays
+        Gradients of any shapes, one dtype.
+    clip_norm : float, optional
+        Scale every gradient by ``min(1, clip_norm / (norm + 1e-6))``, where ``norm`` is
+        the Euclidean norm of all of them together (``sqrt(sum over keys of sum(g**2))``):
+        ``torch.nn.utils.clip_grad_norm_``'s formula (``optax.clip_by_global_norm``
+        omits the ``1e-6``).
+    clip_value : float, optional
+        Clip every element to ``[-clip_value, clip_value]``
+        (``torch.nn.utils.clip_grad_value_``).
+
+    Returns
+    -------
+    dict of arrays
+        ``grads``' keys, shapes and dtypes. No branch on values: it traces under
+        ``jax.jit``.
+    """
+    if clip_norm is None and clip_value is None:
+        return grads
+    if not grads:
+        return grads
+    xp = array_namespace(*grads.values()) if xp is None else xp
+    if clip_norm is not None:
+        total = None
+        for g in grads.values():
+            square = xp.sum(g * g)
+            total = square if total is None else total + square
+        coefficient = clip_norm / (xp.sqrt(total) + CLIP_EPS)
+        coefficient = xp.minimum(coefficient, xp.ones_like(coefficient))
+        grads = {key: g * coefficient for key, g in grads.items()}
+    if clip_value is not None:
+        grads = {key: xp.clip(g, min=-clip_value, max=clip_value) for key, g in grads.items()}
+    return grads
+
+
 def _zero_step(params: Params, xp: Any) -> Array:
     """A 0-d zero on the params' device, in their dtype; works on tracers (jit, vmap)."""
     first = next(iter(params.values()))
@@ -91,14 +147,33 @@ class Optimizer:
     l2 : float
         L2 regularisation: ``0.5 * l2 * ||W||^2`` on weight matrices (not biases),
         added to the gradients. The loss reported by ``fit`` is the data loss only.
+    clip_norm : float, optional (keyword only)
+        Clip the gradients by their global norm over all parameters before each update
+        (:func:`clip_gradients`; ``torch.nn.utils.clip_grad_norm_``). Applied to the data
+        loss's gradients, before ``l2`` and ``weight_decay`` are added, as in PyTorch.
+    clip_value : float, optional (keyword only)
+        Clip every gradient element to ``[-clip_value, clip_value]`` instead
+        (``torch.nn.utils.clip_grad_value_``). At most one of the two.
     """
 
     lr: float = 0.01
     l2: float = 0.0
+    clip_norm: float | None = field(default=None, kw_only=True)
+    clip_value: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_positive_float(self.lr, "lr")
         check_non_negative_float(self.l2, "l2")
+        if self.clip_norm is not None:
+            check_positive_float(self.clip_norm, "clip_norm")
+        if self.clip_value is not None:
+            check_positive_float(self.clip_value, "clip_value")
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise InputError(
+                "clip_norm and clip_value cannot both be set (which applies first would be "
+                f"a hidden choice), got clip_norm={self.clip_norm!r} and "
+                f"clip_value={self.clip_value!r}"
+            )
 
     def init(self, params: Params, *, xp: Any = None) -> dict[str, Array]:
         """Initial state for ``params``: a flat dict of arrays on the params' device."""
@@ -117,10 +192,13 @@ class Optimizer:
         """One update. Returns new params and state.
 
         ``lr`` is a 0-d array of the params' dtype (or a float); ``decay`` the keys L2
-        applies to (None: all). A subclass implements :meth:`directions`, or overrides
-        this method: the fit engine then always calls the override (all parameters at
-        once, never in place), as the functional loop does.
+        applies to (None: all). The gradients are clipped first (:meth:`clip`). A
+        subclass implements :meth:`directions`, or overrides this method: the fit engine
+        then always calls the override (all parameters at once, never in place), as the
+        functional loop does, and the override clips (``grads = self.clip(grads)``) if it
+        honours ``clip_norm`` and ``clip_value``.
         """
+        grads = self.clip(grads, xp=xp)
         directions, new_state = self.directions(params, grads, state, xp=xp, decay=decay)
         return {key: params[key] - lr * directions[key] for key in params}, new_state
 
@@ -136,9 +214,20 @@ class Optimizer:
         """``(directions, new state)``: the update is ``p - lr * direction``.
 
         Reads and returns the state of the keys of ``params`` only (plus shared entries
-        such as ``"step"``, the same whichever subset is given).
+        such as ``"step"``, the same whichever subset is given). ``grads`` are used as
+        given: :meth:`update` (and the fit engine) clip them first.
         """
         raise NotImplementedError
+
+    def clip(self, grads: Params, *, xp: Any = None) -> Params:
+        """``grads`` clipped as ``clip_norm`` or ``clip_value`` say (unchanged if neither)."""
+        return clip_gradients(grads, clip_norm=self.clip_norm, clip_value=self.clip_value, xp=xp)
+
+    @property
+    def clips_globally(self) -> bool:
+        """Whether clipping needs every gradient at once (``clip_norm``): the fit engine
+        then never updates layer by layer."""
+        return self.clip_norm is not None
 
     #: Declared by a class (not inherited) whose :meth:`update` and :meth:`directions`
     #: never read ``self.lr`` (only the ``lr`` argument): the fit engine then shares one
@@ -321,6 +410,26 @@ def get_optimizer(optimizer: str | Optimizer = "sgd", lr: float | None = None) -
 
 # -- learning-rate schedules -----------------------------------------------------
 
+#: What a schedule's ``per`` may say: its clock counts epochs or optimizer steps.
+PERS = ("epoch", "step")
+
+
+def _check_per(per: Any) -> str:
+    if per not in PERS:
+        raise InputError(f"per must be one of {list(PERS)}, got {per!r}")
+    return str(per)
+
+
+def schedule_per(schedule: Any) -> str:
+    """What ``schedule``'s clock counts: its ``per`` attribute (``"epoch"`` if it has none)."""
+    per = getattr(schedule, "per", "epoch")
+    if per not in PERS:
+        raise InputError(
+            f"schedule.per must be one of {list(PERS)} (what the schedule's clock counts), "
+            f"got {per!r} on {schedule!r}"
+        )
+    return str(per)
+
 
 @dataclass(frozen=True)
 class Constant:
@@ -332,14 +441,17 @@ class Constant:
 
 @dataclass(frozen=True)
 class Step:
-    """``lr * gamma ** (epoch // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
+    """``lr * gamma ** (epoch // step_size)``: multiply by ``gamma`` every ``step_size`` epochs
+    (steps with ``per="step"``)."""
 
     step_size: int = 10
     gamma: float = 0.1
+    per: str = field(default="epoch", kw_only=True)
 
     def __post_init__(self) -> None:
         check_positive_int(self.step_size, "step_size")
         check_non_negative_float(self.gamma, "gamma")
+        _check_per(self.per)
 
     def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma ** (epoch // self.step_size)
@@ -347,12 +459,14 @@ class Step:
 
 @dataclass(frozen=True)
 class Exponential:
-    """``lr * gamma ** epoch``."""
+    """``lr * gamma ** epoch`` (``** step`` with ``per="step"``)."""
 
     gamma: float = 0.99
+    per: str = field(default="epoch", kw_only=True)
 
     def __post_init__(self) -> None:
         check_non_negative_float(self.gamma, "gamma")
+        _check_per(self.per)
 
     def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma**epoch
@@ -360,18 +474,67 @@ class Exponential:
 
 @dataclass(frozen=True)
 class Cosine:
-    """Cosine annealing from ``lr`` to ``min_lr`` over ``total`` epochs, then ``min_lr``."""
+    """Cosine annealing from ``lr`` to ``min_lr`` over ``total`` epochs (steps with
+    ``per="step"``), then ``min_lr``."""
 
     total: int = 100
     min_lr: float = 0.0
+    per: str = field(default="epoch", kw_only=True)
 
     def __post_init__(self) -> None:
         check_positive_int(self.total, "total")
         check_non_negative_float(self.min_lr, "min_lr")
+        _check_per(self.per)
 
     def __call__(self, lr: float, epoch: int) -> float:
         progress = min(epoch, self.total) / self.total
         return self.min_lr + 0.5 * (lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A linear warm-up over the first ``steps`` steps, then ``then``.
+
+    At step ``s < steps`` the rate is ``lr * (start + (1 - start) * s / steps)`` (from
+    ``start * lr`` at the first step towards ``lr``, as ``optax.linear_schedule`` and
+    Hugging Face's ``get_linear_schedule_with_warmup`` ramp); from step ``steps`` on it
+    is ``then(lr, s - steps)``: ``then``'s clock starts where the warm-up ends.
+
+    Attributes
+    ----------
+    steps : int
+        Length of the warm-up.
+    then : schedule, optional
+        What follows (default: the constant ``lr``); its ``per`` must be this one's.
+    start : float
+        The first rate as a fraction of ``lr``, in [0, 1).
+    per : {"step", "epoch"}
+        What ``steps`` counts: optimizer steps (the default) or epochs.
+    """
+
+    steps: int = 100
+    then: Any = None
+    start: float = 0.0
+    per: str = "step"
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.steps, "steps")
+        check_fraction(self.start, "start")
+        _check_per(self.per)
+        if self.then is not None:
+            if not callable(self.then):
+                raise InputError(f"then must be a schedule (a callable) or None, got {self.then!r}")
+            if schedule_per(self.then) != self.per:
+                raise InputError(
+                    f"then must count {self.per}s as the warm-up does (per={self.per!r}), got "
+                    f"{self.then!r} with per={schedule_per(self.then)!r}: pass "
+                    f"per={self.per!r} to it"
+                )
+
+    def __call__(self, lr: float, step: int) -> float:
+        if step < self.steps:
+            return lr * (self.start + (1 - self.start) * step / self.steps)
+        return lr if self.then is None else self.then(lr, step - self.steps)
 
 
 SCHEDULES = {"constant": Constant, "step": Step, "exponential": Exponential, "cosine": Cosine}
@@ -389,6 +552,7 @@ def get_schedule(schedule: Any) -> Any:
             )
         return SCHEDULES[schedule]()
     if callable(schedule):
+        schedule_per(schedule)
         return schedule
     raise InputError(
         f"schedule must be one of {sorted(SCHEDULES)} or a callable (lr, epoch) -> lr, "

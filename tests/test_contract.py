@@ -26,12 +26,15 @@ EAGER = ("numpy", "array_api_strict", "torch", "cupy")
 
 
 def functional_loop(net, X, y, *, epochs, optimizer, batch_size=None, shuffle=True, seed=0,
-                    after_epoch=None):  # fmt: skip
-    """The documented loop: ``(params, losses)`` after ``epochs`` epochs from ``net``'s start."""
+                    after_epoch=None, rate=None):  # fmt: skip
+    """The documented loop: ``(params, losses)`` after ``epochs`` epochs from ``net``'s start.
+
+    ``rate(step)``: the learning rate of the run's step ``step`` (default ``optimizer.lr``).
+    """
     backend, xp = net.backend, net.backend.xp
     params, state = net.params, net.state
     opt_state = optimizer.init(params, xp=xp)
-    n, losses = X.shape[0], []
+    n, losses, step = X.shape[0], [], 0
     for epoch in range(epochs):
         if batch_size is None or batch_size >= n:
             batches = [np.arange(n)]
@@ -42,9 +45,11 @@ def functional_loop(net, X, y, *, epochs, optimizer, batch_size=None, shuffle=Tr
         for index in batches:
             xb = backend.asarray(X[index], net.dtype)
             yb = backend.asarray(y[index], None if net.is_classifier else net.dtype)
+            lr = optimizer.lr if rate is None else rate(step)
             params, opt_state, loss, state = F.train_step(
-                net.model, optimizer, params, opt_state, xb, yb, state=state, lr=optimizer.lr
+                net.model, optimizer, params, opt_state, xb, yb, state=state, lr=lr
             )
+            step += 1
             total += float(an.to_numpy(loss)) * len(index)
         losses.append(total / n)
         if after_epoch is not None:
@@ -465,6 +470,42 @@ def test_the_eager_engine_is_the_functional_loop_bit_for_bit(backend, fit):
     history = net.fit(X, y, seed=7, engine="eager", **fit)
     _close(net.params, want, rtol=0, atol=0)
     np.testing.assert_allclose(history.loss, want_losses, rtol=1e-14)
+
+
+# -- a per-step schedule and gradient clipping, on every path of the engine -----------
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [SGD(lr=0.4, momentum=0.9, clip_norm=0.3), an.optimizers.Adam(lr=0.02, clip_value=0.05)],
+    ids=["momentum-clip-norm", "adam-clip-value"],
+)
+@pytest.mark.parametrize("path", ["replayed", "in-place", "layer-by-layer"])
+def test_a_per_step_schedule_and_clipping_give_the_functional_loops_numbers(
+    backend, optimizer, path, monkeypatch
+):
+    if path == "layer-by-layer":  # clip_norm needs every gradient: the engine goes whole
+        monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1)
+    X, y = _data()
+    schedule = an.optimizers.Warmup(5, then=an.optimizers.Cosine(total=12, per="step"))
+
+    def make():
+        if path == "replayed":
+            return an.Network([8, 5, 1], seed=0, dtype="float64", **_on(backend))
+        return _wide(backend)
+
+    net = make()
+    want, want_losses = functional_loop(
+        net, X, y, epochs=4, optimizer=optimizer, batch_size=24, seed=2,
+        rate=lambda step: schedule(optimizer.lr, step),
+    )  # fmt: skip
+    for engine in ("auto", "eager"):
+        net = make()
+        history = net.fit(X, y, epochs=4, optimizer=optimizer, schedule=schedule, batch_size=24,
+                          seed=2, engine=engine)  # fmt: skip
+        exact = engine == "eager"
+        _close(net.params, want, rtol=0 if exact else 1e-11, atol=0 if exact else 1e-13)
+        np.testing.assert_allclose(history.loss, want_losses, rtol=1e-14 if exact else 1e-11)
 
 
 def test_the_engine_switch_is_checked():

@@ -159,13 +159,20 @@ def test_an_optimizer_whose_update_differs_is_named(backend, dtype):
                 quantity_prefix="W1")  # fmt: skip
 
 
-def test_builtin_models_with_adam_and_minibatches_agree(backend, dtype):
+SCHEDULES = {
+    "per-epoch": lambda: an.optimizers.Cosine(total=6),
+    "per-step": lambda: an.optimizers.Warmup(5, then=an.optimizers.Cosine(total=19, per="step")),
+}
+
+
+@pytest.mark.parametrize("per", list(SCHEDULES))
+def test_builtin_models_with_adam_and_minibatches_agree(backend, dtype, per):
     X, y = problem("multiclass", n=60)
     net = an.Sequential(
         [Dense(8), "relu", Dense(8), "tanh", Dense(3), "softmax"], inputs=3, seed=7,
         dtype=dtype, backend="numpy",
     )  # fmt: skip
-    schedule = an.optimizers.Cosine(total=6)
+    schedule = SCHEDULES[per]()
     report = traced(backend, net, X, y, epochs=6, optimizer="adam", lr=0.01, batch_size=16,
                     schedule=schedule, seed=8)  # fmt: skip
     assert report.agree, str(report)
@@ -400,3 +407,28 @@ def test_the_picture_refuses_other_objects():
     pytest.importorskip("matplotlib")
     with pytest.raises(an.InputError, match="DivergenceReport"):
         an.plot.divergence({"curve": {}})
+
+
+@pytest.mark.parametrize("per", list(SCHEDULES))
+def test_the_epoch_stepped_again_is_fits_epoch(backend, per):
+    """What locate steps through (batches, order, rates) is fit's epoch, bit for bit."""
+    from anynet.testing import divergence as tracing
+
+    X, y = problem("multiclass", n=60)
+    net = an.Sequential([Dense(8), "relu", Dense(3), "softmax"], inputs=3, seed=7,
+                        dtype="float64", backend=backend)  # fmt: skip
+    schedule, optimizer = SCHEDULES[per](), an.optimizers.Adam(lr=0.01)
+    settings = {"epochs": 3, "optimizer": optimizer, "batch_size": 16, "shuffle": True,
+                "seed": 8, "schedule": schedule}  # fmt: skip
+    run = tracing._start(net, backend, "float64", X, y, settings)
+    tracer = tracing._Tracer(net.model, optimizer, "float64", 8, 16, True,
+                             an.optimizers.get_schedule(schedule))  # fmt: skip
+    carry = run.start
+    for epoch in range(3):
+        for batch in tracer.batches(run, epoch):
+            carry = tracer.one_step(run, carry, batch[:2], batch[2])
+    fitted = an.Sequential([Dense(8), "relu", Dense(3), "softmax"], inputs=3, seed=7,
+                           dtype="float64", backend=backend)  # fmt: skip
+    fitted.fit(X, y, engine="eager", **settings)
+    for key, value in fitted.params.items():
+        np.testing.assert_array_equal(an.to_numpy(carry[0][key]), an.to_numpy(value))

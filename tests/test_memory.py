@@ -40,7 +40,7 @@ def test_batched_inference_equals_unbatched(backend, dtype):
         assert net.score(X, y, batch_size=size) == pytest.approx(net.score(X, y), rel=1e-6)
         assert net.loss(X, y, batch_size=size) == pytest.approx(net.loss(X, y), rel=1e-5)
     probabilities = F.apply(net.model, net.params, backend.asarray(X, dtype), state=net.state,
-                            batch_size=10)[0]  # fmt: skip
+                            batch_size=10)  # fmt: skip
     np.testing.assert_allclose(
         host(probabilities), whole, rtol=1e-5 if dtype == "float32" else 1e-13
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 # each library's module registers its Backend subclass (none imports its library here)
 from . import cupy, jax, numpy, strict, torch  # noqa: F401
-from .base import SINGLE_DEVICE, UPDATE_BLOCK, Backend, Placement, device_text
+from .base import SINGLE_DEVICE, UPDATE_BLOCK, Backend, Placement, device_text, same_device
 from .convert import backend_of, convert, is_traced, namespace_of, to_floats, to_numpy
 from .jax import jax_devices
 from .select import (
@@ -51,6 +51,7 @@ __all__ = [
     "jax_devices",
     "namespace_of",
     "probe",
+    "same_device",
     "set_backend",
     "stand_in_devices",
     "to_floats",

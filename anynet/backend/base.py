@@ -27,6 +27,29 @@ from ..errors import BackendError, InputError
 _REGISTRY: dict[str, type[Backend]] = {}
 
 _FLOAT_DTYPES = ("float32", "float64")
+_HALF_DTYPES = ("bfloat16", "float16")
+
+
+def _half_note(name: Any) -> str:
+    """For a half-precision dtype (a name, or a library's dtype object): what each
+    registered backend supports, and why half precision is refused."""
+    text = str(name).lower()
+    half = next((h for h in _HALF_DTYPES if h in text), None)
+    if half is None:
+        return ""
+    supported = "; ".join(
+        f"{backend}: float32, float64"
+        + (f" (float64 needs {cls.float64_switch}=1)" if cls.float64_switch else "")
+        for backend, cls in sorted(_REGISTRY.items())
+    )
+    return (
+        f". {half} is not supported on any backend (they run {supported}): bfloat16 is "
+        "not a dtype of NumPy or of the array API standard, and in float16 (largest "
+        "65504, smallest normal 6e-5) losses and gradients overflow or underflow without "
+        "loss scaling, which anynet does not do; train in float32, and cast the trained "
+        "parameters yourself for half-precision inference"
+    )
+
 
 # DLPack device types (dlpack.h): host memory and CUDA device memory.
 _DL_CPU, _DL_CUDA = 1, 2
@@ -44,7 +67,8 @@ def device_text(device: Any) -> str:
     return {"CpuDevice(id=0)": "cpu:0"}.get(text, text)
 
 
-def _same_device(a: Any, b: Any) -> bool:
+def same_device(a: Any, b: Any) -> bool:
+    """Whether two device objects (of one library) are the same device."""
     try:
         return bool(a == b)
     except Exception:
@@ -256,9 +280,7 @@ class Backend:
 
     def owns(self, array: Any) -> bool:
         """Whether ``array`` is an array of this backend on this device."""
-        return self.is_own_array(array) and _same_device(
-            array_api_compat.device(array), self.device
-        )
+        return self.is_own_array(array) and same_device(array_api_compat.device(array), self.device)
 
     def buffer_of(self, array: Any) -> int:
         """An identity of the memory ``array``'s values live in.
@@ -415,7 +437,9 @@ class Backend:
     def dtype(self, name: str) -> Any:
         """The backend dtype for ``"float32"`` or ``"float64"``, checking it is usable."""
         if not isinstance(name, str) or name not in _FLOAT_DTYPES:
-            raise InputError(f"dtype must be one of {list(_FLOAT_DTYPES)}, got {name!r}")
+            raise InputError(
+                f"dtype must be one of {list(_FLOAT_DTYPES)}, got {name!r}{_half_note(name)}"
+            )
         if name == "float64":
             problem = self.float64_problem()
             if problem is not None:

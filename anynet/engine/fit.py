@@ -36,7 +36,7 @@ import numpy as np
 from .._validation import check_positive_int
 from ..backend import Backend, to_numpy
 from ..errors import DivergenceError, InputError
-from ..optimizers import Constant, Optimizer, get_schedule
+from ..optimizers import Constant, Optimizer, get_schedule, schedule_per
 from .history import History
 from .resume import Start, restored_state
 from .runner import MODES, Tracker, initial_state, runner
@@ -72,7 +72,7 @@ class Completed:
     values : ndarray, shape (count, k)
         Per epoch: loss, and with validation val_loss and val_score (float64, host).
     lrs : ndarray, shape (count,)
-        The learning rate of each epoch.
+        The learning rate of each epoch (of its first step, for a per-step schedule).
     history : History
         The whole run so far (the same object every time).
     interrupted : bool
@@ -112,7 +112,7 @@ class _Chunk:
     start: tuple
     first: int
     count: int
-    lrs_host: np.ndarray = field(repr=False)
+    lrs_host: np.ndarray = field(repr=False)  # (count,), or (count, steps) per step
 
 
 def train(
@@ -175,6 +175,9 @@ def train(
         )
     if batch_size is not None and batch_size >= n:
         batch_size = None  # one batch holding everything: full batch
+    # a per-step schedule: one rate per optimizer step, (epochs, steps per epoch)
+    steps_per_epoch = _steps_per_epoch(n, batch_size, drop_last)
+    per_step = schedule_per(lr_schedule) == "step"
 
     run = runner(backend, model, dtype, optimizer, batch_size, drop_last, xv is not None,
                  placement, mode)  # fmt: skip
@@ -205,8 +208,11 @@ def train(
 
     def inputs(first: int, count: int) -> tuple[np.ndarray, Any, Any, Any]:
         """Learning rates (host and device), orders and count of a chunk, padded to ``rows``."""
-        lrs_host = _learning_rates(lr_schedule, optimizer.lr, first, count)
-        padded = np.zeros(rows) if backend.fixed_shapes else np.zeros(count)
+        if per_step:
+            lrs_host = _step_rates(lr_schedule, optimizer.lr, first, count, steps_per_epoch)
+        else:
+            lrs_host = _learning_rates(lr_schedule, optimizer.lr, first, count)
+        padded = np.zeros((rows if backend.fixed_shapes else count, *lrs_host.shape[1:]))
         padded[:count] = lrs_host
         orders = None
         if shuffled:
@@ -228,8 +234,9 @@ def train(
                   interrupted: bool = False) -> Completed:  # fmt: skip
         _record(history, values, lrs_host, validating)
         params, opt_state, state = placement.local(carry)
-        return Completed(first, len(lrs_host), params, state, opt_state, values, lrs_host,
-                         history, seed, validating, classifier, interrupted)  # fmt: skip
+        return Completed(first, len(lrs_host), params, state, opt_state, values,
+                         _epoch_rates(lrs_host), history, seed, validating, classifier,
+                         interrupted)  # fmt: skip
 
     def loop(params: Params, opt_state: Params, state: Params) -> Iterator[Completed]:
         done = 0
@@ -301,9 +308,14 @@ def _values(figures: tuple, count: int) -> np.ndarray:
     return np.stack([to_numpy(f)[:count].astype(np.float64) for f in figures], axis=1)
 
 
+def _epoch_rates(lrs_host: np.ndarray) -> np.ndarray:
+    """One rate per epoch: per-step rates give each epoch's first."""
+    return lrs_host if lrs_host.ndim == 1 else lrs_host[:, 0]
+
+
 def _record(history: History, values: np.ndarray, lrs_host: np.ndarray, validating: bool) -> None:
     history.loss.extend(values[:, 0].tolist())
-    history.lr.extend(lrs_host.tolist())
+    history.lr.extend(_epoch_rates(lrs_host).tolist())
     if validating and values.shape[1] > 1:
         history.val_loss.extend(values[:, 1].tolist())
         history.val_score.extend(values[:, 2].tolist())
@@ -358,7 +370,31 @@ def _learning_rates(schedule: Any, base: float, first: int, count: int) -> np.nd
     return np.asarray(rates, dtype=np.float64)
 
 
-def _as_rate(value: Any, epoch: int) -> float:
+def _steps_per_epoch(n: int, batch_size: int | None, drop_last: bool) -> int:
+    """Optimizer steps in an epoch of ``n`` samples (``batch_size`` None: full batch)."""
+    if batch_size is None:
+        return 1
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest and not drop_last else 0)
+
+
+def _step_rates(schedule: Any, base: float, first: int, count: int, steps: int) -> np.ndarray:
+    """A per-step schedule's rates for epochs ``first .. first+count-1``: ``(count, steps)``,
+    row ``e`` holding steps ``(first + e) * steps .. (first + e + 1) * steps - 1``."""
+    rates = np.empty((count, steps), dtype=np.float64)
+    for row in range(count):
+        for column in range(steps):
+            step = (first + row) * steps + column
+            rate = _as_rate(schedule(base, step), step, "step")
+            if not (math.isfinite(rate) and rate >= 0):
+                raise InputError(
+                    f"schedule must return finite learning rates >= 0, got {rate!r} at step {step}"
+                )
+            rates[row, column] = rate
+    return rates
+
+
+def _as_rate(value: Any, epoch: int, unit: str = "epoch") -> float:
     """A schedule's value as a float: Python or NumPy real numbers, 0-d arrays of any backend."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
@@ -371,7 +407,7 @@ def _as_rate(value: Any, epoch: int) -> float:
             return float(host)
     raise InputError(
         f"schedule must return a real number (a Python or NumPy number, or a 0-d array), "
-        f"got {type(value).__name__} {value!r} at epoch {epoch}"
+        f"got {type(value).__name__} {value!r} at {unit} {epoch}"
     )
 
 

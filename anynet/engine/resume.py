@@ -8,6 +8,7 @@ with it, and :func:`restored_state` puts the saved optimizer state back on the d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,12 +40,38 @@ def run_config(
 ) -> dict[str, Any]:
     """What a resumed run must share with the checkpointed one."""
     return {
-        "optimizer": repr(optimizer),
+        "optimizer": _recorded(optimizer),
         "batch_size": batch_size,
         "shuffle": bool(shuffle) if isinstance(shuffle, (bool, np.bool_)) else shuffle,
         "drop_last": bool(drop_last) if isinstance(drop_last, (bool, np.bool_)) else drop_last,
-        "schedule": repr(get_schedule(schedule)),
+        "schedule": _recorded(get_schedule(schedule)),
     }
+
+
+#: Fields added after checkpoints recorded their optimizer and schedule as ``repr``: at
+#: their defaults they are left out, so earlier checkpoints resume with the same settings.
+_ADDED_FIELDS = frozenset({"clip_norm", "clip_value", "per"})
+
+
+def _recorded(obj: Any) -> str:
+    """``repr(obj)`` as checkpoints record it: a dataclass's ``repr`` without the fields
+    of :data:`_ADDED_FIELDS` that hold their defaults (the ``repr`` earlier versions
+    wrote); anything else (or a class with a ``repr`` of its own), its ``repr``."""
+    text = repr(obj)
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return text
+    every, kept = [], []
+    for f in dataclasses.fields(obj):
+        if not f.repr:
+            continue
+        item = f"{f.name}={getattr(obj, f.name)!r}"
+        every.append(item)
+        if not (f.name in _ADDED_FIELDS and getattr(obj, f.name) == f.default):
+            kept.append(item)
+    name = type(obj).__qualname__
+    if text != f"{name}({', '.join(every)})":  # not the generated repr
+        return text
+    return f"{name}({', '.join(kept)})"
 
 
 #: What ``fit(resume=..., allow_changes=...)`` may name.

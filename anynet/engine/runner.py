@@ -119,7 +119,8 @@ def runner(
     """The cached runner ``run(params, opt_state, state, lrs, orders, count, x, t, xv, tv,
     tracker=None) -> (params, opt_state, state, figures)``.
 
-    Runs the first ``count`` epochs of ``lrs`` (``(E,)``) and ``orders`` (``(E, n)``
+    Runs the first ``count`` epochs of ``lrs`` (``(E,)``: one rate per epoch, or
+    ``(E, S)``: one per step of each epoch, a per-step schedule) and ``orders`` (``(E, n)``
     sample indices, or None: full batch, or no shuffling); ``count`` comes from
     :meth:`Backend.loop_count`, so on JAX a chunk of any length up to ``E`` reuses one
     compiled runner. ``figures`` is a tuple of ``(E,)`` arrays (the first ``count`` are
@@ -145,7 +146,7 @@ def _make_runner(
     # largest models
     applied = not eager and _in_place(model) and applies_directions(optimizer)
     in_place = applied and backend.updates_in_place
-    layerwise = applied and _layer_by_layer(model)
+    layerwise = applied and _layer_by_layer(model) and not optimizer.clips_globally
 
     def recorded(xp: Any, write: Callable | None, params: Params, opt_state: Params,
                  state: Params, xb: Array, tb: Array, lr: Array) -> tuple:  # fmt: skip
@@ -208,9 +209,10 @@ def _make_runner(
         def epoch(carry: tuple, inputs: tuple) -> tuple[tuple, tuple]:
             params, opt_state, state = carry
             lr, order = inputs
+            per_step = lr.ndim == 1  # a rate per step (a shape: no branch on values)
             if batch_size is None:
                 params, opt_state, state, loss = step(
-                    params, opt_state, state, rows(x), rows(t), lr
+                    params, opt_state, state, rows(x), rows(t), lr[0] if per_step else lr
                 )
             else:
                 # data parallel: every device shuffles its whole copy (a gather split by
@@ -226,13 +228,15 @@ def _make_runner(
                     placement.constrain_batches(
                         xp.reshape(ts[:used, ...], (n_full, batch_size, t.shape[1]))
                     ),
+                    lr[:n_full] if per_step else None,
                 )
 
                 def batch(carry: tuple, pair: tuple) -> tuple[tuple, tuple]:
                     params, opt_state, state = carry
                     params, opt_state, state, loss = step(
-                        params, opt_state, state, pair[0], pair[1], lr
-                    )
+                        params, opt_state, state, pair[0], pair[1],
+                        lr if pair[2] is None else pair[2],
+                    )  # fmt: skip
                     return (params, opt_state, state), (loss,)
 
                 (params, opt_state, state), (losses,) = scan(
@@ -241,8 +245,9 @@ def _make_runner(
                 total, count = xp.sum(losses) * batch_size, used
                 if rest and not drop_last:
                     params, opt_state, state, loss = step(
-                        params, opt_state, state, rows(xs[used:, ...]), rows(ts[used:, ...]), lr
-                    )
+                        params, opt_state, state, rows(xs[used:, ...]), rows(ts[used:, ...]),
+                        lr[n_full] if per_step else lr,
+                    )  # fmt: skip
                     total, count = total + loss * rest, n
                 loss = total / count
             figures: tuple = (loss,)

@@ -117,10 +117,11 @@ def step(
             params, state, x, t, xp=xp, train=True, axis=axis
         )
         new_params, new_opt = optimizer.update(params, grads, opt_state, lr, xp=xp, decay=decay)
-    elif not layerwise:
+    elif not layerwise or optimizer.clips_globally:  # a global norm needs every gradient
         value, grads, new_state = model.loss_and_gradients(
             params, state, x, t, xp=xp, train=True, axis=axis
         )
+        grads = optimizer.clip(grads, xp=xp)
         directions, new_opt = optimizer.directions(params, grads, opt_state, xp=xp, decay=decay)
         del grads
         held = _held(writes, new_opt, new_state)
@@ -149,6 +150,7 @@ def _layerwise(
 
     def update_layer(grads: Params) -> None:
         own = {key: params[key] for key in grads}
+        grads = optimizer.clip(grads, xp=xp)  # element by element only (clips_globally)
         directions, slots = optimizer.directions(own, grads, opt_state, xp=xp, decay=decay)
         del grads
         held = state_buffers | _held(writes, slots)

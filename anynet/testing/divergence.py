@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..backend import Backend, available_backends, get_backend, to_numpy
-from ..engine.fit import _learning_rates, _orders, train
+from ..engine.fit import _learning_rates, _orders, _step_rates, train
 from ..engine.step import step as train_one_step
 from ..errors import DivergenceError, InputError
 from ..network import Network
-from ..optimizers import get_optimizer, get_schedule
+from ..optimizers import get_optimizer, get_schedule, schedule_per
 from ._text import format_number
 from .agreement import _move_input, _network_copy, _unavailable, backend_label, resolve_backend
 from .tolerances import ATOL, RTOL, TRAINING_RTOL, _check_tolerance
@@ -493,27 +493,30 @@ class _Tracer:
         self.batch_size, self.shuffle, self.schedule = batch_size, shuffle, schedule
 
     # -- the epoch, batch by batch, as the eager loop runs it -------------------------
-    def batches(self, run: _Run, epoch: int) -> tuple[list[tuple[Array, Array]], Array]:
-        """The epoch's batches of ``run``'s data and its learning rate (a 0-d array of
-        ``run``'s backend, as the eager loop passes it)."""
+    def batches(self, run: _Run, epoch: int) -> list[tuple[Array, Array, Array]]:
+        """The epoch's batches of ``run``'s data, each with its learning rate (a 0-d array
+        of ``run``'s backend, as the eager loop passes it)."""
         backend, xp, x, t = run.backend, run.backend.xp, run.x, run.t
-        rates = _learning_rates(self.schedule, self.optimizer.lr, epoch, 1)
-        lr = backend.asarray(rates, self.dtype)[0]
         size = self.batch_size
+        n = x.shape[0]
+        if size is not None and self.shuffle:
+            order = backend.asarray(_orders(self.seed, epoch, 1, n, 1, backend.fixed_shapes))
+            x, t = xp.take(x, order[0, ...], axis=0), xp.take(t, order[0, ...], axis=0)
         if size is None:
-            return [(x, t)], lr
-        if self.shuffle:
-            n = x.shape[0]
-            order = backend.asarray(_orders(self.seed, epoch, 1, n, 1, backend.fixed_shapes))[
-                0, ...
-            ]
-            x, t = xp.take(x, order, axis=0), xp.take(t, order, axis=0)
-        n_full, rest = divmod(x.shape[0], size)
-        out = [(x[i * size : (i + 1) * size, ...], t[i * size : (i + 1) * size, ...])
-               for i in range(n_full)]  # fmt: skip
-        if rest:  # fit keeps the last short batch (drop_last=False)
-            out.append((x[n_full * size :, ...], t[n_full * size :, ...]))
-        return out, lr
+            pairs = [(x, t)]
+        else:
+            n_full, rest = divmod(n, size)
+            pairs = [(x[i * size : (i + 1) * size, ...], t[i * size : (i + 1) * size, ...])
+                     for i in range(n_full)]  # fmt: skip
+            if rest:  # fit keeps the last short batch (drop_last=False)
+                pairs.append((x[n_full * size :, ...], t[n_full * size :, ...]))
+        if schedule_per(self.schedule) == "step":  # one rate per optimizer step
+            rates = _step_rates(self.schedule, self.optimizer.lr, epoch, 1, len(pairs))[0]
+        else:
+            rates = np.repeat(_learning_rates(self.schedule, self.optimizer.lr, epoch, 1),
+                              len(pairs))  # fmt: skip
+        lrs = backend.asarray(rates, self.dtype)
+        return [(xb, tb, lrs[i]) for i, (xb, tb) in enumerate(pairs)]
 
     def one_step(self, run: _Run, carry: tuple, batch: tuple, lr: Array) -> tuple:
         params, opt_state, state = carry
@@ -526,16 +529,17 @@ class _Tracer:
     def locate(self, run: _Run, ref: _Run, start: tuple, start_ref: tuple, epoch: int,
                rtol: float, atol: float) -> Divergence:  # fmt: skip
         """The first step of ``epoch`` that parts ``run`` from ``ref``, explained."""
-        batches, lr = self.batches(run, epoch)
-        batches_ref, lr_ref = self.batches(ref, epoch)
+        batches = self.batches(run, epoch)
+        batches_ref = self.batches(ref, epoch)
         carry, carry_ref = start, start_ref
         for index, (batch, batch_ref) in enumerate(zip(batches, batches_ref, strict=True)):
+            lr, lr_ref = batch[2], batch_ref[2]
             after = self.one_step(run, carry, batch, lr)
             after_ref = self.one_step(ref, carry_ref, batch_ref, lr_ref)
             host, host_ref = _host_params(after[0]), _host_params(after_ref[0])
             if _worst_difference(host, host_ref, rtol, atol) > rtol or index == len(batches) - 1:
                 return self.explain(run, ref, epoch, index, carry, carry_ref, after, after_ref,
-                                    batch_ref, (lr, lr_ref), rtol, atol)  # fmt: skip
+                                    batch_ref[:2], (lr, lr_ref), rtol, atol)  # fmt: skip
             carry, carry_ref = after, after_ref
         raise AssertionError("unreachable: an epoch has at least one batch")  # pragma: no cover
 
