@@ -356,7 +356,8 @@ def test_report_is_a_readable_table():
     assert lines[2].split() == ["gradient", "shape", "max|grad|", "FD", "error", "status"]
     assert [line.split()[0] for line in lines[4:7]] == ["dx", "W", "b"]
     assert all(line.endswith("ok") for line in lines[4:7])
-    assert lines[7].startswith("agreement across backends: backends against numpy (float64)")
+    assert lines[7] == "L2 (l2=) decays: W (by default: parameters with ndim >= 2)"
+    assert lines[8].startswith("agreement across backends: backends against numpy (float64)")
     assert "failed" not in str(report)
 
 

@@ -130,6 +130,12 @@ class LayerReport:
         Broken promises of the layer protocol (keys, shapes, backends of results,
         disagreement between ``backward`` and ``backward_params`` or between the
         oracle's value of ``L`` and the layer's).
+    decay : tuple of str
+        The parameters L2 regularisation (``l2=``) applies to:
+        :meth:`~anynet.layers.Layer.decayed`.
+    decay_declared : bool
+        Whether the layer declares ``decay``; False means the default (the parameters
+        of two or more dimensions).
     """
 
     layer: str
@@ -149,6 +155,8 @@ class LayerReport:
     rows: tuple[LayerGradientCheck, ...]
     agreement: Comparison | None = None
     problems: tuple[str, ...] = ()
+    decay: tuple[str, ...] = ()
+    decay_declared: bool = False
 
     @property
     def errors(self) -> dict[str, float]:
@@ -237,6 +245,8 @@ class LayerReport:
             cells.append("ok" if self._row_ok(row) else "FAILED")
             body.append(cells)
         text = "\n".join(head) + "\n" + text_table(headers, body)
+        how = "declared" if self.decay_declared else "by default: parameters with ndim >= 2"
+        text += f"\nL2 (l2=) decays: {', '.join(self.decay) or 'none'} ({how})"
         if self.agreement is None:
             text += "\nagreement across backends: not checked"
         else:
@@ -687,6 +697,13 @@ def check_layer(
     drawn_state = layer.init_state(rng, n_in)
     host_params, host_state = _as_float64(drawn), _state_on_host(drawn_state)
     problems = _protocol_problems(layer, n_in, host_params, n_out, host_state)
+    decay = layer.decayed(n_in) if not problems else ()
+    unknown = sorted(set(decay) - set(host_params))
+    if unknown:
+        problems.append(
+            f"{type(layer).__name__}.decay must name parameters {sorted(host_params)}, "
+            f"got {unknown}"
+        )
 
     def report(
         rows: Sequence[LayerGradientCheck] = (),
@@ -712,6 +729,8 @@ def check_layer(
             rows=tuple(rows),
             agreement=agreement,
             problems=tuple(problems),
+            decay=decay,
+            decay_declared=layer.decay is not None,
         )
 
     if problems:
