@@ -4,7 +4,8 @@ Run everything with ``nox``; one backend with ``nox -s torch`` (short for
 ``nox -s "tests(backend='torch')"``). Each backend session runs the whole suite with
 ``pytest --backend NAME``, which fails if that backend does not load or if no test on
 it passed. ``nox -s docs`` builds the documentation into ``site/`` and runs every Python
-block of its pages; ``nox -s typecheck`` runs mypy over ``anynet/``.
+block of its pages; ``nox -s typecheck`` runs mypy over ``anynet/`` and checks that mypy
+sees anynet in an editable install.
 """
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy over anynet/ (settings in pyproject.toml's [tool.mypy])."""
+    """mypy over anynet/ and the typed user scripts of tests/typecheck/ (settings in
+    pyproject.toml's [tool.mypy]); then a fresh virtual environment with an editable install,
+    in which mypy must see anynet: a user's script passes, ``epochs="10"`` is caught
+    (tests/typecheck/check_editable.py; ``nox -s typecheck -- --no-deps`` without an index)."""
     session.install("-e", ".[plot]", "mypy==2.4.1")  # pinned: a new release must not turn CI red
-    session.run("mypy", *session.posargs)
+    options = [arg for arg in session.posargs if arg == "--no-deps"]
+    session.run("mypy", *(arg for arg in session.posargs if arg != "--no-deps"))
+    session.run("python", "tests/typecheck/check_editable.py", *options)
