@@ -139,6 +139,10 @@ def docs(session: nox.Session) -> None:
     session.run("python", "docs/run_snippets.py", *session.posargs, env=env)
 
 
+#: mypy over tests/: the settings of [tool.mypy] with untyped test functions allowed.
+TESTS_MYPY = ["--allow-untyped-defs", "--allow-incomplete-defs", "--no-check-untyped-defs"]
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy over anynet/ and the typed user scripts of tests/typecheck/ (settings in
@@ -148,4 +152,8 @@ def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[plot]", "mypy==2.4.1")  # pinned: a new release must not turn CI red
     options = [arg for arg in session.posargs if arg == "--no-deps"]
     session.run("mypy", *(arg for arg in session.posargs if arg != "--no-deps"))
+    # the tests' use of the public API, with a lighter hand: untyped test functions are
+    # allowed, and their bodies are not checked (imports, module-level code, typed helpers)
+    session.install("pytest", "hypothesis")
+    session.run("mypy", *TESTS_MYPY, "tests")
     session.run("python", "tests/typecheck/check_editable.py", *options)

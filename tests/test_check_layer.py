@@ -294,7 +294,8 @@ ACTIVATIONS = [Tanh, Sigmoid, ReLU, lambda: LeakyReLU(0.2), Identity]
 def random_stack(rng: np.random.Generator, width: int, depth: int, nest: int = 1) -> list:
     """Up to ``depth`` layers mixing Dense, activations, LayerNorm, BatchNorm, Dropout and
     (``nest`` levels of) nested Residual blocks; the last layer brings back ``width``."""
-    layers, current = [], width
+    layers: list[Layer] = []
+    current = width
     kinds = ["dense", "activation", "layer_norm", "batch_norm", "dropout"]
     kinds += ["residual"] * (nest > 0)
     for _ in range(int(rng.integers(1, depth + 1))):

@@ -233,7 +233,7 @@ def test_notebooks_see_an_html_table(backend):
 def _runner():
     sys.path.insert(0, str(ROOT / "docs"))
     try:
-        import run_snippets
+        import run_snippets  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(ROOT / "docs"))
     return run_snippets

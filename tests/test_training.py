@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -390,7 +391,7 @@ def test_progress_bar_on_a_terminal():
     assert "10/10" in stream.getvalue() and "loss=0.5" in stream.getvalue()
 
 
-BAD_FIT_ARGUMENTS = [
+BAD_FIT_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     (
         dict(optimizer="rmsprop"),
         "optimizer must be one of ['adam', 'adamw', 'momentum', 'nesterov', 'sgd']",
