@@ -4,7 +4,8 @@ Run everything with ``nox``; one backend with ``nox -s torch`` (short for
 ``nox -s "tests(backend='torch')"``). Each backend session runs the whole suite with
 ``pytest --backend NAME``, which fails if that backend does not load or if no test on
 it passed. ``nox -s docs`` builds the documentation into ``site/`` and runs every Python
-block of its pages; ``nox -s typecheck`` runs mypy over ``anynet/``.
+block of its pages; ``nox -s typecheck`` runs mypy over ``anynet/`` and checks that mypy
+sees anynet in an editable install.
 """
 
 from __future__ import annotations
@@ -138,8 +139,30 @@ def docs(session: nox.Session) -> None:
     session.run("python", "docs/run_snippets.py", *session.posargs, env=env)
 
 
+#: Type stubs of optional dependencies that ship none themselves.
+TYPE_STUBS = ["types-tqdm"]
+
+#: mypy over tests/: the settings of [tool.mypy] with untyped test functions allowed.
+TESTS_MYPY = ["--allow-untyped-defs", "--allow-incomplete-defs", "--no-check-untyped-defs"]
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy over anynet/ (settings in pyproject.toml's [tool.mypy])."""
-    session.install("-e", ".[plot]", "mypy==2.4.1")  # pinned: a new release must not turn CI red
-    session.run("mypy", *session.posargs)
+    """mypy over anynet/ and the typed user scripts of tests/typecheck/ (settings in
+    pyproject.toml's [tool.mypy]); then a fresh virtual environment with an editable install,
+    in which mypy must see anynet: a user's script passes, ``epochs="10"`` is caught
+    (tests/typecheck/check_editable.py; ``nox -s typecheck -- --no-deps`` without an index)."""
+    # the optional dependencies that ship their types (or stubs: types-tqdm), so mypy checks
+    # anynet's use of them; torch and cupy stay out (large), covered by [tool.mypy]'s
+    # ignore_missing_imports
+    session.install("-e", ".[plot,progress,strict,jax,sklearn]", *TYPE_STUBS,
+                    "mypy==2.4.1")  # pinned: a new release must not turn CI red  # fmt: skip
+    options = [arg for arg in session.posargs if arg == "--no-deps"]
+    session.run("mypy", *(arg for arg in session.posargs if arg != "--no-deps"))
+    # the tests' use of the public API, with a lighter hand: untyped test functions are
+    # allowed, and their bodies are not checked (imports, module-level code, typed helpers)
+    session.install("pytest", "hypothesis")
+    session.run("mypy", *TESTS_MYPY, "tests")
+    if options:  # the build then runs without isolation, with this environment's setuptools
+        session.install("setuptools>=77")
+    session.run("python", "tests/typecheck/check_editable.py", *options)

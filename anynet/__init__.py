@@ -31,7 +31,7 @@ from .backend import (
     to_numpy,
     use_backend,
 )
-from .callbacks import Callback, EarlyStopping, History
+from .callbacks import Callback, CSVLogger, EarlyStopping, History
 from .errors import (
     AnynetError,
     BackendError,
@@ -58,6 +58,7 @@ __all__ = [
     "AnynetError",
     "Backend",
     "BackendError",
+    "CSVLogger",
     "Callback",
     "Checkpoint",
     "CheckpointError",

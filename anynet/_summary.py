@@ -113,6 +113,24 @@ def _arrays(n: int) -> str:
     return "1 array" if n == 1 else f"{n} arrays"
 
 
+def _initialisation(net: Network) -> str:
+    """``init: xavier(scale=1) for W1, W2 (biases zero), seed 0``: how the weights started."""
+    from .layers.dense import Dense
+    from .model import _leaves
+
+    groups: dict[str, list[str]] = {}
+    for slot in net.model.slots:
+        keys = dict(slot.params)
+        for path, leaf in _leaves(slot.layer, ""):
+            if isinstance(leaf, Dense):
+                groups.setdefault(leaf.init_text(), []).append(keys[path + "W"])
+    seed = net.seed if isinstance(net.seed, (int, type(None))) else "a Generator"
+    if not groups:
+        return f"init: each layer's own, seed {seed}"
+    described = "; ".join(f"{text} for {', '.join(keys)}" for text, keys in groups.items())
+    return f"init: {described} (biases zero), seed {seed}"
+
+
 def summarize(net: Network) -> Summary:
     """The summary of ``net`` (see :meth:`anynet.Network.summary`)."""
     model = net.model
@@ -143,6 +161,7 @@ def summarize(net: Network) -> Summary:
             f"layer state: {sum(sizes[k] for k in state):,} values in {_arrays(len(state))} "
             f"({', '.join(state)})"
         )
+    footer.append(_initialisation(net))
     footer.append(f"backend: {net.backend.name}, device: {net.backend.device}, dtype: {net.dtype}")
     headers = ["layer", "output shape", "params", "names"]
     cells = [[INDENT * r.depth + r.layer, r.shape, f"{r.count:,}", r.names] for r in rows]

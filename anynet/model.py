@@ -150,11 +150,11 @@ class Model:
     #: follows (forward, backward, init, ONNX export, oracles, summary).
     slots: tuple[LayerSlot, ...] = field(init=False, repr=False, compare=False, hash=False)
     layout_free: bool = field(init=False, repr=False, compare=False, hash=False)
-    _decay: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
+    _decay: frozenset[str] | None = field(init=False, repr=False, compare=False, hash=False)
     _owners: dict[str, LayerSlot] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        slots, decay, number = [], set(), 0
+        slots, number = [], 0
         for index, layer in enumerate(self.layers):
             pairs_p: list[tuple[str, str]] = []
             pairs_s: list[tuple[str, str]] = []
@@ -164,13 +164,11 @@ class Model:
                 number += 1
                 for name in leaf.param_names:
                     pairs_p.append((path + name, f"{name}{number}"))
-                    if name in leaf.decay:
-                        decay.add(f"{name}{number}")
                 pairs_s.extend((path + name, f"{name}{number}") for name in leaf.state_names)
             slots.append(LayerSlot(index, layer, tuple(pairs_p), tuple(pairs_s)))
         # built once: the per-step loops only read these tuples
         object.__setattr__(self, "slots", tuple(slots))
-        object.__setattr__(self, "_decay", frozenset(decay))
+        object.__setattr__(self, "_decay", None)  # computed when first asked for
         owners = {key: slot for slot in slots for _, key in (*slot.params, *slot.state)}
         object.__setattr__(self, "_owners", owners)
         free = all(layer.layout_free and not layer.state_names for layer in self.layers)
@@ -189,8 +187,24 @@ class Model:
 
     @property
     def decay_keys(self) -> frozenset[str]:
-        """Parameters L2 regularisation applies to (weight matrices, not biases)."""
-        return self._decay
+        """Parameters L2 regularisation applies to: each layer's :meth:`Layer.decayed`.
+
+        A layer that declares ``decay`` decays those parameters; one that does not
+        (``decay = None``, the default) decays its weight matrices (ndim >= 2), not its
+        vectors (biases, scales).
+        """
+        if self._decay is not None:
+            return self._decay
+        keys: set[str] = set()
+        width = self.inputs
+        for slot in self.slots:
+            if slot.params:
+                local = set(slot.layer.decayed(width))
+                keys.update(key for name, key in slot.params if name in local)
+            width = slot.layer.output_width(width)
+        decay = frozenset(keys)
+        object.__setattr__(self, "_decay", decay)
+        return decay
 
     @property
     def has_state(self) -> bool:

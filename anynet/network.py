@@ -159,10 +159,13 @@ class Network:
         (softmax output), ``"mse"`` or a registered loss. Default: the one that
         matches the output.
     init : str
-        Weight initialiser (``"normal"``, ``"xavier"``, ``"he"`` or registered), drawn
-        on the host.
+        Weight initialiser (``"xavier"``, ``"he"``, ``"normal"`` or registered), drawn
+        on the host; biases start at zero. Default ``"xavier"`` (Glorot uniform), as for
+        :class:`~anynet.layers.Dense` in :func:`Sequential` and the scikit-learn
+        estimators. The tutorial's ``randn * 0.01`` is ``init="normal", init_scale=0.01``.
     init_scale : float, optional
-        Multiplier of the initial weights; default 0.01 for ``normal`` (the tutorial's).
+        Multiplier of the initial weights; default per initialiser (1 for ``xavier`` and
+        ``he``, 0.01 for ``normal``).
     seed : int, optional
         Same seed, same initial weights, bit for bit, on every backend.
     dtype : {"float32", "float64"}
@@ -195,7 +198,7 @@ class Network:
         activations: list[str] | None = None,
         loss: str | None = None,
         *,
-        init: str = "normal",
+        init: str = "xavier",
         init_scale: float | None = None,
         seed: int | None = None,
         dtype: str = "float32",
@@ -272,14 +275,18 @@ class Network:
             f"dtype={self.dtype!r}, backend={self.backend.name!r}, "
             f"device={str(self.backend.device)!r}"
         )
+        seed = self.seed if isinstance(self.seed, (int, type(None))) else "Generator"
         if self.sizes is not None:
+            init = f"init={self.init!r}"
+            if self.init_scale is not None:
+                init += f", init_scale={self.init_scale!r}"
             return (
                 f"Network({self.sizes}, activations={self.activations}, "
-                f"loss={self.loss_name!r}, {where})"
+                f"loss={self.loss_name!r}, {init}, seed={seed}, {where})"
             )
         items = [layer.describe() for layer in self.model.layers]
         items.append(self.model.head.activation.describe())
-        rest = f"inputs={self.model.inputs}, loss={self.loss_name!r}, {where})"
+        rest = f"inputs={self.model.inputs}, loss={self.loss_name!r}, seed={seed}, {where})"
         if len(", ".join(items)) <= 72:
             return f"Sequential([{', '.join(items)}], {rest}"
         return "Sequential([\n" + "".join(f"    {item},\n" for item in items) + f"], {rest}"
@@ -643,7 +650,7 @@ class Network:
             self.model, self.backend, self.dtype, self._params, self._state, x, t,
             epochs=epochs, optimizer=opt, batch_size=batch_size, shuffle=shuffle,
             drop_last=drop_last, seed=seed, schedule=schedule, validation=validation,
-            per_epoch=bool(callbacks), start=start, devices=devices, mode=engine,
+            per_epoch=bool(callbacks) or progress.active, start=start, devices=devices, mode=engine,
             boundary=None if checkpointer is None else checkpointer.every,
         )  # fmt: skip
         return self._drive(loop, callbacks, checkpointer, progress, epochs)

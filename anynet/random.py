@@ -56,7 +56,10 @@ class Initializer:
     def __call__(self, rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
         """``draw``, refused when the weights do not fit in float32."""
         with np.errstate(over="ignore", invalid="ignore"):  # an absurd scale is refused below
-            weights = np.asarray(self.draw(rng, fan_in, fan_out), dtype=np.float64)
+            try:
+                weights = np.asarray(self.draw(rng, fan_in, fan_out), dtype=np.float64)
+            except OverflowError:  # rng.uniform refuses a range beyond float64
+                weights = np.full((fan_out, fan_in), np.inf)
             largest = float(np.max(np.abs(weights))) if weights.size else 0.0
         if weights.shape != (fan_out, fan_in):
             raise InputError(

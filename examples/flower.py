@@ -1,6 +1,8 @@
 """The tutorial end to end: a 2-h-1 tanh/sigmoid network learns the planar flower.
 
-Reproduces the seven steps of ``reference/tutorial.txt`` with anynet, on any backend::
+Reproduces the seven steps of the tutorial *Deep Neural net with forward and back
+propagation from scratch - Python* (GeeksforGeeks, last updated 10 Sep 2024) with anynet,
+on any backend::
 
     python examples/flower.py                          # anynet's default backend
     python examples/flower.py --backend torch --device cuda --out /tmp/flower

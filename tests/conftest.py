@@ -75,16 +75,16 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(
                     f"--backend {name}: this backend did not load: {exc}"
                 ) from exc
-        config._anynet_backends = explicit
+        config._anynet_backends = explicit  # type: ignore[attr-defined]
     else:
-        config._anynet_backends = anynet.available_backends()
-    config._anynet_explicit = bool(explicit)
+        config._anynet_backends = anynet.available_backends()  # type: ignore[attr-defined]
+    config._anynet_explicit = bool(explicit)  # type: ignore[attr-defined]
 
 
 def backend_cases(config: pytest.Config) -> list[tuple[str, str | None]]:
     """(backend, device) pairs the numerical tests run on."""
     cases: list[tuple[str, str | None]] = []
-    for name in config._anynet_backends:
+    for name in config._anynet_backends:  # type: ignore[attr-defined]
         cases.append((name, config.getoption("device")))
         cases.extend((name, device) for device in anynet.backend.stand_in_devices(name))
     return cases
@@ -150,7 +150,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config._anynet_backend_tests = sum(
+    config._anynet_backend_tests = sum(  # type: ignore[attr-defined]
         1 for item in items if "backend" in getattr(item, "fixturenames", ())
     )
 
@@ -161,7 +161,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not getattr(config, "_anynet_backend_tests", 0) or config.option.collectonly:
         return  # a run of backend-independent tests only (e.g. the datasets)
-    missing = [name for name in config._anynet_backends if name not in _passed_on]
+    chosen = config._anynet_backends  # type: ignore[attr-defined]
+    missing = [name for name in chosen if name not in _passed_on]
     if missing:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -23,6 +23,7 @@ HEADS = [  # (output activation, loss, outputs)
 def make_problem(loss: str, n_out: int, n_in: int = 3, n: int = 9, seed: int = 0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, n_in))
+    y: np.ndarray
     if loss == "binary_crossentropy":
         y = rng.integers(0, 2, size=(n, n_out)) if n_out > 1 else rng.integers(0, 2, size=n)
     elif loss == "categorical_crossentropy":

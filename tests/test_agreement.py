@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ def data_for(model: str):
 
 def pair(model: str, backend, init: str = "xavier", seed: int = 4):
     sizes, activations, loss = MODELS[model]
-    kwargs = dict(init=init, seed=seed, dtype="float64")
+    kwargs: dict[str, Any] = dict(init=init, seed=seed, dtype="float64")
     reference = an.Network(sizes, activations, loss, backend="numpy", **kwargs)
     candidate = an.Network(sizes, activations, loss, backend=backend, **kwargs)
     return reference, candidate

@@ -294,7 +294,8 @@ ACTIVATIONS = [Tanh, Sigmoid, ReLU, lambda: LeakyReLU(0.2), Identity]
 def random_stack(rng: np.random.Generator, width: int, depth: int, nest: int = 1) -> list:
     """Up to ``depth`` layers mixing Dense, activations, LayerNorm, BatchNorm, Dropout and
     (``nest`` levels of) nested Residual blocks; the last layer brings back ``width``."""
-    layers, current = [], width
+    layers: list[Layer] = []
+    current = width
     kinds = ["dense", "activation", "layer_norm", "batch_norm", "dropout"]
     kinds += ["residual"] * (nest > 0)
     for _ in range(int(rng.integers(1, depth + 1))):
@@ -356,7 +357,8 @@ def test_report_is_a_readable_table():
     assert lines[2].split() == ["gradient", "shape", "max|grad|", "FD", "error", "status"]
     assert [line.split()[0] for line in lines[4:7]] == ["dx", "W", "b"]
     assert all(line.endswith("ok") for line in lines[4:7])
-    assert lines[7].startswith("agreement across backends: backends against numpy (float64)")
+    assert lines[7] == "L2 (l2=) decays: W (by default: parameters with ndim >= 2)"
+    assert lines[8].startswith("agreement across backends: backends against numpy (float64)")
     assert "failed" not in str(report)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -195,7 +197,7 @@ def test_spirals_structure():
 NAN = float("nan")
 INF = float("inf")
 
-BAD_ARGUMENTS = [
+BAD_ARGUMENTS: list[tuple[str, dict[str, Any], list[str]]] = [
     # (generator, kwargs, fragments expected in the message)
     ("planar_flower", {"n": -3}, ["n must be an integer in [2, 100000000]", "-3"]),
     ("planar_flower", {"n": 1}, ["n must be an integer in [2, 100000000]", "got 1"]),

@@ -52,7 +52,7 @@ def bits(array: np.ndarray) -> np.ndarray:
 def on(backend: an.Backend, host: np.ndarray):
     """``host`` as an array of ``backend`` (dtype kept); skips where the dtype is unusable."""
     if host.dtype == np.float64 and backend.float64_problem():
-        pytest.skip(backend.float64_problem())
+        pytest.skip(str(backend.float64_problem()))
     if host.dtype == np.int64 and backend.float64_problem():
         pytest.skip("64-bit integers need JAX's 64-bit mode")
     return backend.asarray(host)

@@ -48,7 +48,7 @@ CASES = [
     ),
     (
         "sizes-float",
-        lambda b: an.Network([2, 1.5, 1], backend=b),
+        lambda b: an.Network([2, 1.5, 1], backend=b),  # type: ignore[list-item]
         an.InputError,
         "sizes[1] must be a positive integer, got 1.5",
     ),
@@ -60,7 +60,7 @@ CASES = [
     ),
     (
         "sizes-string",
-        lambda b: an.Network("2,4,1", backend=b),
+        lambda b: an.Network("2,4,1", backend=b),  # type: ignore[arg-type]
         an.InputError,
         "sizes must be a list",
     ),
@@ -79,7 +79,7 @@ CASES = [
     ),
     (
         "activations-string",
-        lambda b: an.Network([2, 3, 1], "tanh", backend=b),
+        lambda b: an.Network([2, 3, 1], "tanh", backend=b),  # type: ignore[arg-type]
         an.InputError,
         "activations must be a list of 2 names",
     ),

@@ -444,10 +444,10 @@ SCALARS = (
     | st.sampled_from(["", "float64", "tanh", "cpu", "gpu:9", "numpy", "sgd", "x" * 100])
     | st.binary(max_size=4)
 )
-ARRAYS = hnp.arrays(
-    st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128, np.uint8, "<U2"]),
-    hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+DTYPES: Any = st.sampled_from(
+    [np.float64, np.float32, np.int64, np.bool_, np.complex128, np.uint8, "<U2"]
 )
+ARRAYS = hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
 JUNK = st.recursive(
     SCALARS | ARRAYS | st.just(np.array([None, 1], dtype=object)) | st.builds(object),
     lambda children: (
@@ -732,28 +732,28 @@ FIXED_ESCAPES: list[Escape] = [
     Escape(
         "Network.sizes",
         lambda v, b: isinstance(v, np.ndarray) and v.ndim == 0,
-        lambda b: an.Network(np.array(3), backend=b),
+        lambda b: an.Network(np.array(3), backend=b),  # type: ignore[arg-type]
         "TypeError ('iteration over a 0-d array'): a 0-d array has __len__; fix in "
         "anynet/_validation.py check_sizes: require np.ndim(sizes) == 1 (or a list/tuple)",
     ),
     Escape(
         "Network.activations",
         lambda v, b: _not_iterable(v) or (isinstance(v, np.ndarray) and v.ndim == 0),
-        lambda b: an.Network([2, 3, 1], 3, backend=b),
+        lambda b: an.Network([2, 3, 1], 3, backend=b),  # type: ignore[arg-type]
         "TypeError from list(activations); fix in anynet/_validation.py check_activations: "
         "refuse anything but a list/tuple of names with an InputError",
     ),
     Escape(
         "Network.init",
         lambda v, b: _unhashable(v),
-        lambda b: an.Network([2, 3, 1], init=[], backend=b),
+        lambda b: an.Network([2, 3, 1], init=[], backend=b),  # type: ignore[arg-type]
         "TypeError (unhashable) from `init not in INITIALIZERS`; fix in anynet/random.py "
         "init_params: `if not isinstance(init, str) or init not in INITIALIZERS`",
     ),
     Escape(
         "Network.dtype",
         lambda v, b: _ambiguous_array(v),
-        lambda b: an.Network([2, 3, 1], dtype=np.zeros(2), backend=b),
+        lambda b: an.Network([2, 3, 1], dtype=np.zeros(2), backend=b),  # type: ignore[arg-type]
         AMBIGUOUS.format(
             where="anynet/backend/base.py Backend.dtype: `if not isinstance(name, str) or`"
         ),
@@ -784,8 +784,12 @@ FIXED_ESCAPES: list[Escape] = [
         Escape(
             f"fit.{argument}",
             lambda v, b: _ambiguous_array(v),
-            lambda b, argument=argument: small(b).fit(
-                X4, Y4, epochs=1, batch_size=3, **{argument: np.zeros(2)}
+            lambda b, argument=argument: small(b).fit(  # type: ignore[misc]
+                X4,
+                Y4,
+                epochs=1,
+                batch_size=3,
+                **{argument: np.zeros(2)},  # type: ignore[arg-type]
             ),
             AMBIGUOUS.format(where=f"anynet/engine/fit.py fit ({argument})"),
         )
@@ -794,7 +798,7 @@ FIXED_ESCAPES: list[Escape] = [
     Escape(
         "fit.drop_last",
         lambda v, b: _unhashable(v),
-        lambda b: small(b).fit(X4, Y4, epochs=1, drop_last=[]),
+        lambda b: small(b).fit(X4, Y4, epochs=1, drop_last=[]),  # type: ignore[arg-type]
         "TypeError (unhashable) or ValueError (array truth value): drop_last is used as a cache "
         "key unchecked; fix in anynet/engine/fit.py fit: require a bool (InputError otherwise)",
     ),
@@ -808,7 +812,7 @@ FIXED_ESCAPES: list[Escape] = [
     Escape(
         "fit.callbacks",
         lambda v, b: _not_iterable(v),
-        lambda b: small(b).fit(X4, Y4, epochs=1, callbacks=3),
+        lambda b: small(b).fit(X4, Y4, epochs=1, callbacks=3),  # type: ignore[arg-type]
         "TypeError iterating callbacks; fix in anynet/engine/fit.py: refuse a non-sequence "
         "callbacks argument with an InputError",
     ),
@@ -819,7 +823,7 @@ FIXED_ESCAPES: list[Escape] = [
     Escape(
         "set_params",
         lambda v, b: isinstance(v, dict) and _unsortable(v),
-        lambda b: small(b).set_params({"": None, 0: None}),
+        lambda b: small(b).set_params({"": None, 0: None}),  # type: ignore[dict-item]
         "TypeError from sorted(params) on keys of mixed types; fix in anynet/network.py "
         "set_params: compare set(params) with set(expected) (or refuse non-str keys) instead",
     ),

@@ -241,7 +241,7 @@ def test_file_is_plain_npz_without_pickle(tmp_path):
         "activations": ["tanh", "sigmoid"],
         "loss": "binary_crossentropy",
         "dtype": "float64",
-        "init": "normal",
+        "init": "xavier",
         "init_scale": None,
         "seed": 3,
     }

@@ -128,6 +128,9 @@ def test_summary_of_the_tutorial_network(backend):
     assert total == 17
     assert f"parameters: {total} in 4 arrays ({total * 8} B as float64)" in text
     assert f"backend: {backend.name}, device: {backend.device}, dtype: float64" in text
+    assert "init: xavier(scale=1) for W1, W2 (biases zero), seed 0" in text
+    tutorial = an.Network([2, 4, 1], init="normal", init_scale=0.01, seed=3, backend=backend)
+    assert "init: normal(scale=0.01) for W1, W2 (biases zero), seed 3" in tutorial.summary()
     assert text.splitlines()[0] == (
         "Network([2, 4, 1]): 2 inputs -> 1 output, loss binary_crossentropy"
     )
@@ -182,10 +185,17 @@ def test_repr_keeps_the_call_that_builds_the_network(backend):
     net = an.Network([2, 4, 1], ["tanh", "sigmoid"], seed=0, dtype="float64", backend=backend)
     assert repr(net) == (
         "Network([2, 4, 1], activations=['tanh', 'sigmoid'], loss='binary_crossentropy', "
-        f"dtype='float64', backend='{backend.name}', device={str(backend.device)!r})"
+        f"init='xavier', seed=0, dtype='float64', backend='{backend.name}', "
+        f"device={str(backend.device)!r})"
     )
+    tutorial = an.Network([2, 4, 1], init="normal", init_scale=0.01, seed=3, backend=backend)
+    assert "init='normal', init_scale=0.01, seed=3, " in repr(tutorial)
     small = an.Sequential([Dense(4), "relu", Dense(1)], inputs=2, seed=0, backend=backend)
-    assert repr(small).startswith("Sequential([Dense(4), relu, Dense(1), identity], inputs=2, ")
+    assert repr(small).startswith(
+        "Sequential([Dense(4), relu, Dense(1), identity], inputs=2, loss='mse', seed=0, "
+    )
+    he = an.Sequential([Dense(4, init="he", init_scale=2.0), Dense(1)], inputs=2, backend=backend)
+    assert repr(he).startswith("Sequential([Dense(4, init='he', init_scale=2.0), Dense(1), ")
     wide = an.Sequential(
         [Dense(16), LayerNorm(), "relu", Residual(LayerNorm(), Dense(16), "relu"), Dense(3),
          "softmax"],
@@ -201,7 +211,9 @@ def test_repr_keeps_the_call_that_builds_the_network(backend):
         "    Dense(3),",
         "    softmax,",
     ]
-    assert lines[7].startswith("], inputs=2, loss='categorical_crossentropy', dtype='float32'")
+    assert lines[7].startswith(
+        "], inputs=2, loss='categorical_crossentropy', seed=0, dtype='float32'"
+    )
 
 
 def test_notebooks_see_an_html_table(backend):
@@ -221,7 +233,7 @@ def test_notebooks_see_an_html_table(backend):
 def _runner():
     sys.path.insert(0, str(ROOT / "docs"))
     try:
-        import run_snippets
+        import run_snippets  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(ROOT / "docs"))
     return run_snippets

@@ -42,6 +42,7 @@ def _targets(module: str, path: pathlib.Path, node: ast.AST, modules: dict) -> l
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
     else:
+        assert isinstance(node, ast.ImportFrom)
         if node.level:
             base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
             target = ".".join(base + ([node.module] if node.module else []))

@@ -1,6 +1,8 @@
 """anynet against the tutorial's own code, transcribed in plain NumPy.
 
-The reference below is the tutorial's forward_propagation, compute_cost and
+The tutorial: *Deep Neural net with forward and back propagation from scratch - Python*
+(GeeksforGeeks, last updated 10 Sep 2024). The reference below is its
+forward_propagation, compute_cost and
 back_propagation, copied as written (features in rows, samples in columns,
 globals turned into arguments). anynet must reproduce its cost at every epoch
 from the same initial weights, on every backend.
@@ -73,8 +75,18 @@ def tutorial_start(seed: int = 3):
     return W1, b1, W2, b2
 
 
-@pytest.mark.parametrize("learning_rate, iterations", [(1.2, 1500), (0.01, 300)])
-def test_epoch_costs_match_the_tutorial(backend, learning_rate, iterations):
+#: The README's claim: the tutorial's costs to 1e-9 for the first TUTORIAL_EPOCHS epochs at
+#: lr 1.2 in float64. Measured: within ~1e-13 up to epoch 6500 on every backend; beyond
+#: 1e-9 from epoch 6614 (rounding amplified by the dynamics), so the claim stops at 6500.
+TUTORIAL_EPOCHS = 6500
+
+
+@pytest.mark.parametrize(
+    "learning_rate, iterations, params_rtol",
+    # the parameters drift first: ~5e-8 apart by epoch 6500, while the costs agree to 1e-13
+    [(1.2, 1500, 1e-8), (1.2, TUTORIAL_EPOCHS, 1e-6), (0.01, 300, 1e-8)],
+)
+def test_epoch_costs_match_the_tutorial(backend, learning_rate, iterations, params_rtol):
     X, y = an.datasets.planar_flower()
     W1, b1, W2, b2 = tutorial_start()
     want_costs, want_params = tutorial_training(
@@ -94,7 +106,7 @@ def test_epoch_costs_match_the_tutorial(backend, learning_rate, iterations):
         np.testing.assert_allclose(
             an.to_numpy(net.params[key]),
             value.reshape(net.params[key].shape),
-            rtol=1e-8,
+            rtol=params_rtol,
             atol=1e-12,
         )
 

@@ -45,14 +45,26 @@ class History:
     def __len__(self) -> int:
         return len(self.loss)
 
-    def to_dict(self) -> dict[str, list[float]]:
-        """The figures as plain lists (JSON-serialisable)."""
-        return {
-            "loss": list(self.loss),
-            "val_loss": list(self.val_loss),
-            "val_score": list(self.val_score),
-            "lr": list(self.lr),
-        }
+    def to_dict(self, copy: bool = True) -> dict[str, list[float]]:
+        """The figures recorded, one list per series, all of one length per epoch.
+
+        ``loss`` and ``lr`` always; ``val_loss`` and ``val_score`` when validation data
+        was given. Every list has
+        one entry per epoch, so ``pandas.DataFrame(history.to_dict())`` is a table with a
+        row per epoch. JSON-serialisable.
+
+        Parameters
+        ----------
+        copy : bool
+            False: the history's own lists, without copying (do not change them).
+        """
+        take = list if copy else (lambda values: values)
+        series = {"loss": take(self.loss)}
+        if self.val_loss or self.val_score:
+            series["val_loss"] = take(self.val_loss)
+            series["val_score"] = take(self.val_score)
+        series["lr"] = take(self.lr)
+        return series
 
     def extend(self, other: History) -> None:
         """Append another history's epochs (used when a run is resumed)."""

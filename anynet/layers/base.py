@@ -54,13 +54,16 @@ class Layer:
         The keys of the dict :meth:`init` returns (trained by gradients).
     state_names : tuple of str
         The keys of the dict :meth:`init_state` returns (not trained by gradients).
-    decay : tuple of str
-        Parameters that L2 regularisation (``Optimizer(l2=...)``) applies to.
+    decay : tuple of str or None
+        Parameters that L2 regularisation (``Optimizer(l2=...)``) applies to. ``None``
+        (the default) means the layer's weight matrices: every parameter with two or more
+        dimensions decays, vectors (biases, scales) do not, as for ``Dense``. Declare a
+        tuple (``()`` for none) to choose otherwise; :meth:`decayed` gives the answer.
     """
 
     param_names: ClassVar[tuple[str, ...]] = ()
     state_names: ClassVar[tuple[str, ...]] = ()
-    decay: ClassVar[tuple[str, ...]] = ()
+    decay: ClassVar[tuple[str, ...] | None] = None
     #: True when :meth:`forward`, :meth:`backward` and :meth:`backward_params` also take
     #: ``axis=0``: data in the tutorial's ``(n_features, n_samples)`` layout (the default
     #: ``axis=-1`` is rows-are-samples). The fit engine runs a model whose layers are all
@@ -143,6 +146,19 @@ class Layer:
         if not self.param_names:
             return n_in
         return self.init(np.random.default_rng(0), n_in)[1]
+
+    def decayed(self, n_in: int) -> tuple[str, ...]:
+        """The parameters L2 regularisation applies to, for input width ``n_in``.
+
+        :attr:`decay` when the layer declares it; otherwise (``decay = None``) the
+        parameters of two or more dimensions (weight matrices), from :meth:`shapes`.
+        """
+        if self.decay is not None:
+            return tuple(self.decay)
+        if not self.param_names:
+            return ()
+        shapes, _ = self.shapes(n_in)
+        return tuple(name for name in self.param_names if len(shapes.get(name, ())) >= 2)
 
     # -- structure ---------------------------------------------------------------
     def children(self) -> tuple[Layer, ...]:

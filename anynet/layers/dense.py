@@ -27,7 +27,8 @@ class Dense(Layer):
     units : int
         Output width ``n_out``.
     init : str or Initializer
-        ``"xavier"`` (default), ``"he"``, ``"normal"`` or any registered initialiser.
+        ``"xavier"`` (the default of every face: ``Network``, ``Sequential``, the
+        scikit-learn estimators), ``"he"``, ``"normal"`` or any registered initialiser.
     init_scale : float, optional
         Multiplier of the initial weights; default per initialiser (0.01 for normal).
     """
@@ -96,4 +97,18 @@ class Dense(Layer):
         return {"units": self.units, "init": init, "init_scale": self.init_scale}
 
     def describe(self) -> str:
-        return f"Dense({self.units})"
+        """``Dense(64)`` with the default initialiser, else ``Dense(64, init='he')``."""
+        extra = ""
+        if self.initializer != "xavier" or self.init_scale is not None:
+            init = self.initializer
+            name = init if isinstance(init, str) else initializers.name_of(init)
+            extra = f", init={name!r}"
+            scale = init.scale if isinstance(init, Initializer) else self.init_scale
+            if scale is not None:
+                extra += f", init_scale={scale!r}"
+        return f"Dense({self.units}{extra})"
+
+    def init_text(self) -> str:
+        """The initialiser of ``W`` in words, e.g. ``xavier(scale=1)``; ``b`` starts at zero."""
+        init = get_initializer(self.initializer, self.init_scale)
+        return f"{initializers.name_of(init)}(scale={init.scale:g})"

@@ -57,9 +57,13 @@ class Residual(Layer):
     def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(f"{i}.{n}" for i, child in enumerate(self.layers) for n in child.state_names)
 
-    @property
-    def decay(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(f"{i}.{n}" for i, child in enumerate(self.layers) for n in child.decay)
+    def decayed(self, n_in: int) -> tuple[str, ...]:
+        names: list[str] = []
+        width = n_in
+        for index, child in enumerate(self.layers):
+            names.extend(f"{index}.{name}" for name in child.decayed(width))
+            width = child.output_width(width)
+        return tuple(names)
 
     def children(self) -> tuple[Layer, ...]:
         return self.layers

@@ -141,6 +141,12 @@ class LayerReport:
     skipped : dict of str to str
         Backends of the default list that cannot compute in ``dtype`` here, with the
         reason: left out of the agreement check, not failed.
+    decay : tuple of str
+        The parameters L2 regularisation (``l2=``) applies to:
+        :meth:`~anynet.layers.Layer.decayed`.
+    decay_declared : bool
+        Whether the layer declares ``decay``; False means the default (the parameters
+        of two or more dimensions).
     """
 
     layer: str
@@ -162,6 +168,8 @@ class LayerReport:
     problems: tuple[str, ...] = ()
     dtype: str = "float64"
     skipped: dict[str, str] = field(default_factory=dict)
+    decay: tuple[str, ...] = ()
+    decay_declared: bool = False
 
     @property
     def errors(self) -> dict[str, float]:
@@ -250,6 +258,8 @@ class LayerReport:
             cells.append("ok" if self._row_ok(row) else "FAILED")
             body.append(cells)
         text = "\n".join(head) + "\n" + text_table(headers, body)
+        how = "declared" if self.decay_declared else "by default: parameters with ndim >= 2"
+        text += f"\nL2 (l2=) decays: {', '.join(self.decay) or 'none'} ({how})"
         if self.agreement is None:
             text += "\nagreement across backends: not checked"
         else:
@@ -716,6 +726,13 @@ def check_layer(
     drawn_state = layer.init_state(rng, n_in)
     host_params, host_state = _as_float64(drawn), _state_on_host(drawn_state)
     problems = _protocol_problems(layer, n_in, host_params, n_out, host_state)
+    decay = layer.decayed(n_in) if not problems else ()
+    unknown = sorted(set(decay) - set(host_params))
+    if unknown:
+        problems.append(
+            f"{type(layer).__name__}.decay must name parameters {sorted(host_params)}, "
+            f"got {unknown}"
+        )
 
     def report(
         rows: Sequence[LayerGradientCheck] = (),
@@ -744,6 +761,8 @@ def check_layer(
             problems=tuple(problems),
             dtype=dtype,
             skipped=dict(skipped or {}),
+            decay=decay,
+            decay_declared=layer.decay is not None,
         )
 
     if problems:
