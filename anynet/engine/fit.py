@@ -44,7 +44,7 @@ from .runner import MODES, Tracker, initial_state, runner
 if TYPE_CHECKING:
     from ..model import Model
 
-__all__ = ["CHUNK", "ORDER_BUDGET", "Completed", "train"]
+__all__ = ["CHUNK", "ORDER_BUDGET", "Completed", "epoch_plan", "train"]
 
 Array = Any
 Params = dict[str, Array]
@@ -368,6 +368,45 @@ def _learning_rates(schedule: Any, base: float, first: int, count: int) -> np.nd
             )
         rates.append(rate)
     return np.asarray(rates, dtype=np.float64)
+
+
+def epoch_plan(
+    schedule: Any, base: float, seed: int, epoch: int, n: int, batch_size: int | None,
+    shuffle: bool = True, drop_last: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray]:  # fmt: skip
+    """What :func:`train` feeds one epoch: its sample order and one rate per step.
+
+    Parameters
+    ----------
+    schedule : schedule
+        As :func:`anynet.optimizers.get_schedule` returns it.
+    base : float
+        The optimizer's learning rate.
+    seed, epoch, n : int
+        The run's shuffle seed, the epoch (from 0) and the number of samples.
+    batch_size : int or None
+        None (or at least ``n``): full batch.
+    shuffle, drop_last : bool
+        As ``fit`` takes them.
+
+    Returns
+    -------
+    order : numpy.ndarray of int, shape (n,), or None
+        The epoch's sample order (None: the data's own order).
+    rates : numpy.ndarray of float64, shape (steps,)
+        The learning rate of each optimizer step of the epoch.
+    """
+    if batch_size is not None and batch_size >= n:
+        batch_size = None
+    steps = _steps_per_epoch(n, batch_size, drop_last)
+    if schedule_per(schedule) == "step":
+        rates = _step_rates(schedule, base, epoch, 1, steps)[0]
+    else:
+        rates = np.repeat(_learning_rates(schedule, base, epoch, 1), steps)
+    order = None
+    if batch_size is not None and shuffle:
+        order = _orders(seed, epoch, 1, n, 1)[0]
+    return order, rates
 
 
 def _steps_per_epoch(n: int, batch_size: int | None, drop_last: bool) -> int:

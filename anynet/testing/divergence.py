@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..backend import Backend, available_backends, get_backend, to_numpy
-from ..engine.fit import _learning_rates, _orders, _step_rates, train
+from ..engine.fit import epoch_plan, train
 from ..engine.step import step as train_one_step
 from ..errors import DivergenceError, InputError
 from ..network import Network
-from ..optimizers import get_optimizer, get_schedule, schedule_per
+from ..optimizers import get_optimizer, get_schedule
 from ._text import format_number
 from .agreement import _move_input, _network_copy, _unavailable, backend_label, resolve_backend
 from .tolerances import ATOL, RTOL, TRAINING_RTOL, _check_tolerance
@@ -497,11 +497,12 @@ class _Tracer:
         """The epoch's batches of ``run``'s data, each with its learning rate (a 0-d array
         of ``run``'s backend, as the eager loop passes it)."""
         backend, xp, x, t = run.backend, run.backend.xp, run.x, run.t
-        size = self.batch_size
-        n = x.shape[0]
-        if size is not None and self.shuffle:
-            order = backend.asarray(_orders(self.seed, epoch, 1, n, 1, backend.fixed_shapes))
-            x, t = xp.take(x, order[0, ...], axis=0), xp.take(t, order[0, ...], axis=0)
+        size, n = self.batch_size, x.shape[0]
+        order, rates = epoch_plan(self.schedule, self.optimizer.lr, self.seed, epoch, n, size,
+                                  self.shuffle)  # fmt: skip
+        if order is not None:
+            on_device = backend.asarray(order)
+            x, t = xp.take(x, on_device, axis=0), xp.take(t, on_device, axis=0)
         if size is None:
             pairs = [(x, t)]
         else:
@@ -510,11 +511,6 @@ class _Tracer:
                      for i in range(n_full)]  # fmt: skip
             if rest:  # fit keeps the last short batch (drop_last=False)
                 pairs.append((x[n_full * size :, ...], t[n_full * size :, ...]))
-        if schedule_per(self.schedule) == "step":  # one rate per optimizer step
-            rates = _step_rates(self.schedule, self.optimizer.lr, epoch, 1, len(pairs))[0]
-        else:
-            rates = np.repeat(_learning_rates(self.schedule, self.optimizer.lr, epoch, 1),
-                              len(pairs))  # fmt: skip
         lrs = backend.asarray(rates, self.dtype)
         return [(xb, tb, lrs[i]) for i, (xb, tb) in enumerate(pairs)]
 
