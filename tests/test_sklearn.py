@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
 import subprocess
 import sys
 
@@ -75,11 +76,24 @@ def test_import_without_sklearn_says_how_to_install(monkeypatch: pytest.MonkeyPa
 # -- scikit-learn's estimator checks -------------------------------------------------------
 
 #: Checks of scikit-learn's suite that cannot apply, with the reason (scikit-learn's
-#: documented expected-failure mechanism, ``expected_failed_checks``). None is needed
-#: today: every check of the installed scikit-learn passes for both estimators,
-#: including the array API ones (with the torch / array-api-strict checks running in
-#: those backends' sessions).
-EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {"MLPClassifier": {}, "MLPRegressor": {}}
+#: documented expected-failure mechanism, ``expected_failed_checks``; strict, so a check
+#: that starts passing fails here). Unequal sample weights need weighted losses in
+#: ``Network.fit`` (issue #21, core half): until then they raise NotImplementedError, and
+#: these checks, which fit with unequal weights, cannot pass. Every other check of the
+#: installed scikit-learn passes for both estimators, the array API ones included.
+_WEIGHTS = "unequal sample_weight raises NotImplementedError (no weighted losses in the core)"
+_WEIGHT_CHECKS = (
+    "check_sample_weights_not_overwritten",
+    "check_sample_weight_equivalence_on_dense_data",
+    "check_sample_weight_equivalence_on_sparse_data",
+)
+EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
+    "MLPClassifier": {
+        **dict.fromkeys(_WEIGHT_CHECKS, _WEIGHTS),
+        "check_classifiers_one_label_sample_weights": _WEIGHTS,
+    },
+    "MLPRegressor": dict.fromkeys(_WEIGHT_CHECKS, _WEIGHTS),
+}
 
 
 def _expected_failed_checks(estimator) -> dict[str, str]:
@@ -226,15 +240,15 @@ def test_linear_regressor_finds_least_squares_and_multi_output():
     W = np.array([[1.0, -2.0], [0.5, 0.0], [-1.5, 3.0]])
     Y = X @ W + np.array([0.3, -0.7]) + 0.01 * rng.normal(size=(300, 2))
     reg = MLPRegressor(
-        (), alpha=0.0, learning_rate_init=0.05, max_iter=400, tol=0.0, n_iter_no_change=50,
-        random_state=0,
+        hidden_layer_sizes=(), alpha=0.0, learning_rate_init=0.05, max_iter=400, tol=0.0,
+        n_iter_no_change=50, random_state=0,
     ).fit(X, Y)  # fmt: skip
     design = np.concatenate([X, np.ones((300, 1))], axis=1)
     solution = np.linalg.lstsq(design, Y, rcond=None)[0]
     np.testing.assert_allclose(reg.coefs_[0], solution[:3], atol=2e-3)
     np.testing.assert_allclose(reg.intercepts_[0], solution[3], atol=2e-3)
     assert reg.predict(X).shape == (300, 2)
-    one = MLPRegressor((8,), max_iter=20, random_state=0).fit(X, Y[:, 0])
+    one = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, Y[:, 0])
     assert one.predict(X).shape == (300,) and one.n_outputs_ == 1
     from sklearn.metrics import r2_score
 
@@ -256,11 +270,12 @@ def test_partial_fit_continues_the_optimizer_like_one_longer_fit():
     for _ in range(3):
         stepwise.partial_fit(X, y, classes=[0, 1, 2])
     at_once = MLPClassifier(max_iter=3, **settings).fit(X, y)  # the fit engine, one call
-    assert stepwise.n_iter_ == at_once.n_iter_ == 3 and stepwise.t_ == 3 * len(X)
+    # scikit-learn's counts: n_iter_ is that of the last call (one epoch), t_ the total
+    assert stepwise.n_iter_ == 1 and at_once.n_iter_ == 3 and stepwise.t_ == 3 * len(X)
     np.testing.assert_allclose(stepwise.loss_curve_, at_once.loss_curve_, rtol=1e-12)
     for key, value in at_once.network_.params.items():
         np.testing.assert_allclose(stepwise.network_.params[key], value, rtol=1e-11, atol=1e-14)
-    with pytest.raises(ValueError, match="y has classes not in classes_"):
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`"):
         stepwise.partial_fit(X, y + 5)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
         stepwise.set_params(early_stopping=True).partial_fit(X, y)
@@ -268,33 +283,56 @@ def test_partial_fit_continues_the_optimizer_like_one_longer_fit():
 
 @needs_sklearn
 def test_warm_start_continues_and_cold_start_starts_over():
+    from sklearn.exceptions import ConvergenceWarning
+
     MLPClassifier, _ = _estimators()
     X, y = _blobs()
     clf = MLPClassifier((8,), max_iter=5, random_state=0, tol=0.0, n_iter_no_change=100)
     first = clf.fit(X, y).loss_curve_[:]
     assert clf.fit(X, y).loss_curve_ == first  # cold: the same run again
-    clf.set_params(warm_start=True).fit(X, y)
-    assert clf.n_iter_ == 10 and clf.loss_curve_[:5] == first
-    assert clf.loss_curve_[5] < first[0]
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(5\) reached"):
+        clf.set_params(warm_start=True).fit(X, y)  # warm starts run out of epochs too
+    # scikit-learn's counts: n_iter_ of this fit, t_ and loss_curve_ over both
+    assert clf.n_iter_ == 5 and clf.t_ == 10 * len(X) and clf.loss_curve_[:5] == first
+    assert len(clf.loss_curve_) == 10 and clf.loss_curve_[5] < first[0]
     with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same"):
         clf.fit(X, np.where(y == 2, 1, y))
 
 
 @needs_sklearn
-def test_early_stopping_keeps_the_best_validation_epoch():
+@pytest.mark.parametrize("centers", [2, 3])
+def test_early_stopping_keeps_the_best_validation_epoch(centers):
     from sklearn.model_selection import train_test_split
 
     MLPClassifier, _ = _estimators()
-    X, y = _blobs(n=300, seed=3)
+    X, y = _blobs(n=300, centers=centers, seed=3)
     clf = MLPClassifier(
         (8,), early_stopping=True, validation_fraction=0.2, n_iter_no_change=5,
         learning_rate_init=0.01, max_iter=200, random_state=7,
     ).fit(X, y)  # fmt: skip
     assert clf.best_loss_ is None and len(clf.validation_scores_) == clf.n_iter_ < 200
     assert clf.best_validation_score_ == max(clf.validation_scores_)
-    # the held-out split, rebuilt independently: the kept weights score the best there
-    _, val = train_test_split(np.arange(300), test_size=0.2, random_state=7, stratify=y)
+    # the held-out split, rebuilt independently with scikit-learn 1.9's rule (stratified
+    # where y has one output column, two classes): the kept weights score the best there
+    stratify = y if centers == 2 else None
+    _, val = train_test_split(np.arange(300), test_size=0.2, random_state=7, stratify=stratify)
     assert clf.score(X[val], y[val]) == pytest.approx(clf.best_validation_score_, abs=1e-12)
+
+
+@needs_sklearn
+def test_a_validation_set_too_small_is_refused_as_scikit_learn_does():
+    from sklearn.neural_network import MLPClassifier as Reference
+
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _blobs(n=20, centers=3)  # three classes: not stratified, one held-out sample
+    settings = dict(early_stopping=True, validation_fraction=0.05, max_iter=2)
+    with pytest.raises(ValueError) as theirs:
+        Reference(**settings).fit(X, y)
+    for cls in (MLPClassifier, MLPRegressor):
+        with pytest.raises(ValueError) as ours:
+            cls(**settings).fit(X, y)
+        assert str(ours.value) == str(theirs.value)
+        assert "The validation set is too small" in str(ours.value)
 
 
 @needs_sklearn
@@ -308,48 +346,102 @@ def test_max_iter_warns_as_scikit_learn():
     assert caught[0].filename == __file__  # attributed to the caller of fit
 
 
+#: Values scikit-learn 1.9's ``_parameter_constraints`` refuse, one per parameter.
+_BAD = {
+    "hidden_layer_sizes": "4",
+    "activation": "softplus",
+    "solver": "newton",
+    "alpha": -1.0,
+    "batch_size": 0,
+    "learning_rate": "cyclic",
+    "learning_rate_init": 0.0,
+    "power_t": -0.5,
+    "max_iter": 0,
+    "shuffle": "yes",
+    "random_state": -1,
+    "tol": -1e-3,
+    "verbose": "loud",
+    "warm_start": 1.5,
+    "momentum": 1.5,
+    "nesterovs_momentum": "no",
+    "early_stopping": None,
+    "validation_fraction": 1.0,
+    "beta_1": 1.0,
+    "beta_2": -0.1,
+    "epsilon": 0.0,
+    "n_iter_no_change": 0,
+    "max_fun": 0,
+}
+
+
+@needs_sklearn
+@pytest.mark.parametrize("name", sorted(_BAD))
+def test_bad_hyperparameters_are_refused_as_scikit_learn_does(name):
+    """The same exception type (InvalidParameterError, a ValueError and TypeError) naming
+    the parameter; the same message where the allowed values are the same."""
+    from sklearn.neural_network import MLPClassifier as Reference
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _blobs(n=30)
+    with pytest.raises(InvalidParameterError) as theirs:
+        Reference(**{"max_iter": 1, name: _BAD[name]}).fit(X, y)
+    for cls in (MLPClassifier, MLPRegressor):
+        estimator = cls(**{"max_iter": 1, name: _BAD[name]})  # __init__ only stores
+        assert estimator.get_params()[name] == _BAD[name]
+        with pytest.raises(InvalidParameterError) as ours:
+            estimator.fit(X, y)
+        assert isinstance(ours.value, ValueError) and isinstance(ours.value, TypeError)
+        expected = str(theirs.value).replace("MLPClassifier", cls.__name__)
+        if name in ("activation", "solver", "learning_rate"):  # options: a set's order
+            assert str(ours.value).startswith(f"The '{name}' parameter of {cls.__name__} must")
+            assert str(ours.value).endswith(f"Got {_BAD[name]!r} instead.")
+            options = re.findall(r"'(\w+)'", str(theirs.value).split("among")[1])
+            # anynet's own activations and optimizers are allowed too
+            assert set(options) <= set(re.findall(r"'(\w+)'", str(ours.value).split("among")[1]))
+        else:
+            assert str(ours.value) == expected
+
+
 @needs_sklearn
 @pytest.mark.parametrize(
     "params, message",
     [
-        (
-            {"hidden_layer_sizes": (4, 0)},
-            r"hidden_layer_sizes\[1\] must be a positive integer, got 0",
-        ),
-        (
-            {"hidden_layer_sizes": "4"},
-            "hidden_layer_sizes must be a positive integer or a sequence",
-        ),
-        (
-            {"activation": "softplus"},
-            r"activation must be one of \[.*'logistic'.*\], got 'softplus'",
-        ),
-        ({"activation": "softmax"}, "activation must be a hidden-layer activation, got 'softmax'"),
-        ({"solver": "lbfgs"}, r"solver must be one of \[.*'adam'.*'sgd'\], got 'lbfgs'"),
-        ({"alpha": -1.0}, r"alpha must be a number in \[0.0, inf\), got -1.0"),
-        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
-        (
-            {"learning_rate_init": 0.0},
-            r"learning_rate_init must be a number in \(0.0, inf\), got 0.0",
-        ),
-        ({"max_iter": 0}, "max_iter must be an integer >= 1, got 0"),
-        ({"shuffle": "yes"}, "shuffle must be True or False, got 'yes'"),
-        ({"momentum": 1.5}, r"momentum must be a number in \[0.0, 1.0\), got 1.5"),
-        ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \(0.0, 1.0\)"),
-        ({"n_iter_no_change": 0}, "n_iter_no_change must be an integer >= 1, got 0"),
-        ({"dtype": "float16"}, "dtype must be None, 'float32' or 'float64', got 'float16'"),
-        ({"random_state": -1}, "random_state must be None, a non-negative integer or a"),
-        ({"backend": "tensorflow"}, r"backend must be one of \[.*\], got 'tensorflow'"),
+        ({"hidden_layer_sizes": (4, 0)}, None),
+        ({"loss": "absolute_error"}, "The 'loss' parameter of MLPRegressor must be a str among"),
+        ({"backend": "tensorflow"}, "The 'backend' parameter of MLP.* must be a str among"),
+        ({"dtype": "float16"}, "The 'dtype' parameter of MLP.* must be a str among"),
     ],
 )
-def test_bad_hyperparameters_are_named_at_fit(params, message):
+def test_shape_loss_and_anynet_parameters_are_checked_at_fit(params, message):
+    from sklearn.neural_network import MLPRegressor as Reference
+
     MLPClassifier, MLPRegressor = _estimators()
     X, y = _blobs(n=30)
-    for cls in (MLPClassifier, MLPRegressor):
-        estimator = cls(**{"max_iter": 1, **params})  # __init__ only stores
-        assert estimator.get_params()[next(iter(params))] == next(iter(params.values()))
+    if message is None:  # scikit-learn's own check after the constraints
+        with pytest.raises(ValueError) as theirs:
+            Reference(**params).fit(X, y)
+        message = re.escape(str(theirs.value))
+    for cls in (MLPRegressor,) if "loss" in params else (MLPClassifier, MLPRegressor):
         with pytest.raises(ValueError, match=message):
-            estimator.fit(X, y)
+            cls(max_iter=1, **params).fit(X, y)
+
+
+@needs_sklearn
+def test_every_parameter_of_scikit_learns_estimators_with_its_default():
+    import inspect
+
+    from sklearn.neural_network import MLPClassifier as RefC
+    from sklearn.neural_network import MLPRegressor as RefR
+
+    for ours, theirs in zip(_estimators(), (RefC, RefR), strict=True):
+        mine = inspect.signature(ours).parameters
+        reference = inspect.signature(theirs).parameters
+        assert list(mine)[: len(reference)] == list(reference)
+        assert list(mine)[len(reference) :] == ["backend", "device", "dtype"]
+        for name, parameter in reference.items():
+            assert mine[name].default == parameter.default, name
+            assert mine[name].kind == parameter.kind, name
 
 
 @needs_sklearn
@@ -378,7 +470,11 @@ def test_random_state_is_the_seed_and_alpha_the_l2_penalty_per_batch():
     ).fit(X, y)  # fmt: skip
     net = an.Network([4, 5, 3], ["tanh", "softmax"], init="xavier", seed=4, dtype="float64")
     grads = net.gradients(X, y)
-    assert clf.loss_curve_ == [pytest.approx(net.loss(X, y), rel=1e-14)]
+    # scikit-learn's loss: the data loss plus 0.5 * alpha * sum(W**2) / n_samples
+    squares = sum(float(np.sum(net.params[key] ** 2)) for key in net.model.decay_keys)
+    assert clf.loss_curve_ == [
+        pytest.approx(net.loss(X, y) + 0.5 * alpha * squares / 60, rel=1e-14)
+    ]
     for key, value in net.params.items():
         penalty = alpha / 60 * value if key in net.model.decay_keys else 0.0
         np.testing.assert_allclose(
