@@ -704,7 +704,11 @@ class _BaseMLP(BaseEstimator):
     # -- prediction ------------------------------------------------------------------------
     def _inputs(self, X: Any, method: str) -> tuple[Array, Backend]:
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=_float_dtypes(X))
+        X = _dense(
+            _validate_data(
+                self, X, reset=False, accept_sparse=["csr", "csc"], dtype=_float_dtypes(X)
+            )
+        )
         io = self._check_namespace(X, method)
         net = self.network_
         return _move(X, net.backend, net.dtype), io

@@ -4,10 +4,13 @@ scikit-learn's MLP, and array API dispatch on the backend under test."""
 from __future__ import annotations
 
 import importlib
+import itertools
+import math
 import pickle
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -557,3 +560,311 @@ def test_pickled_estimator_predicts_the_same_on_its_backend(backend):
     clone.partial_fit(X, y)  # the optimizer state travelled too
     clf.partial_fit(X, y)
     np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))
+
+
+# -- scikit-learn's algorithms, step for step ------------------------------------------------
+
+
+def _problem(kind):
+    """Small standardised data: ``c2``/``c3`` two or three classes, ``r1``/``r2`` one or two
+    regression targets."""
+    X, labels = _blobs(n=60)
+    targets = {
+        "c2": labels % 2,
+        "c3": labels,
+        "r1": np.sin(X[:, 0]),
+        "r2": np.stack([np.sin(X[:, 0]), X[:, 1] * X[:, 2]], axis=1),
+    }
+    return X, targets[kind]
+
+
+def _pair(kind, backend, dtype, **params):
+    """Our estimator on ``backend`` and scikit-learn's, with the same settings."""
+    from sklearn.neural_network import MLPClassifier as RefC
+    from sklearn.neural_network import MLPRegressor as RefR
+
+    MLPClassifier, MLPRegressor = _estimators()
+    ours, theirs = (MLPClassifier, RefC) if kind.startswith("c") else (MLPRegressor, RefR)
+    device = None if backend.device == an.get_backend(backend.name).device else backend.device
+    settings = dict(hidden_layer_sizes=(5,), activation="tanh", random_state=0, **params)
+    return ours(backend=backend.name, device=device, dtype=dtype, **settings), theirs(**settings)
+
+
+def _same_start(ours, theirs, X, y):
+    """Both fitted for one epoch (which builds them), then given scikit-learn's weights and
+    their training records cleared: the next fit with ``warm_start=True`` starts both from
+    the same point, with the same counts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch: ConvergenceWarning
+        ours.set_params(max_iter=1).fit(X, y)
+        theirs.set_params(max_iter=1).fit(X, y)
+    ours.coefs_ = [c.copy() for c in theirs.coefs_]
+    ours.intercepts_ = [b.copy() for b in theirs.intercepts_]
+    for estimator in (ours, theirs):
+        if hasattr(estimator, "loss_curve_"):
+            estimator.loss_curve_, estimator.best_loss_ = [], np.inf
+            estimator._no_improvement_count = 0
+        estimator.t_ = 0
+        estimator.set_params(warm_start=True)
+
+
+#: scikit-learn settings under which anynet takes the same steps: SGD exactly (constant,
+#: inverse-scaling and adaptive rates, Nesterov or plain momentum), Adam up to where its
+#: epsilon enters (scikit-learn's is added to sqrt(v), anynet's to sqrt(v_hat)).
+_STOCHASTIC = {
+    "sgd-minibatch": (dict(solver="sgd", learning_rate_init=0.1, batch_size=16, alpha=0.0), 1e-9),
+    "sgd-full-l2": (
+        dict(solver="sgd", learning_rate_init=0.1, batch_size=60, alpha=0.1,
+             nesterovs_momentum=False),
+        1e-9,
+    ),
+    "sgd-invscaling": (
+        dict(solver="sgd", learning_rate="invscaling", power_t=0.25, learning_rate_init=0.2,
+             batch_size=16, alpha=0.0),
+        1e-9,
+    ),
+    "sgd-adaptive": (
+        dict(solver="sgd", learning_rate="adaptive", tol=0.05, n_iter_no_change=1,
+             learning_rate_init=0.1, batch_size=16, alpha=0.0),
+        1e-9,
+    ),
+    "adam-minibatch": (
+        dict(solver="adam", learning_rate_init=0.01, batch_size=16, alpha=0.0), 2e-5
+    ),
+    "adam-full-l2": (dict(solver="adam", learning_rate_init=0.01, batch_size=60, alpha=0.1), 2e-5),
+}  # fmt: skip
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("kind", ["c2", "c3", "r1", "r2"])
+@pytest.mark.parametrize("setting", sorted(_STOCHASTIC))
+def test_stochastic_solvers_follow_scikit_learns_trajectory(backend, dtype, kind, setting):
+    params, rtol = _STOCHASTIC[setting]
+    X, y = _problem(kind)
+    ours, theirs = _pair(kind, backend, dtype, shuffle=False, **params)
+    _same_start(ours, theirs, X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.set_params(max_iter=12).fit(X, y)
+        theirs.set_params(max_iter=12).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=rtol)
+    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=rtol)
+    if params["solver"] == "sgd":  # the schedule's rate now, as scikit-learn's optimizer has it
+        assert ours._learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+    method = "predict_proba" if kind.startswith("c") else "predict"
+    np.testing.assert_allclose(
+        getattr(ours, method)(X), getattr(theirs, method)(X), rtol=10 * rtol, atol=10 * rtol
+    )
+    for mine, reference in zip(ours.coefs_, theirs.coefs_, strict=True):
+        np.testing.assert_allclose(mine, reference, rtol=10 * rtol, atol=10 * rtol)
+
+
+@needs_sklearn
+def test_adaptive_rate_divides_by_five_and_stops_below_1e_6():
+    """scikit-learn's rule, from its source: after more than n_iter_no_change epochs
+    without improvement by tol, the rate is divided by 5 (and the count restarts); at or
+    below 1e-6 training stops."""
+    from sklearn.neural_network import MLPRegressor as Reference
+
+    _, MLPRegressor = _estimators()
+    X, y = _problem("r1")
+    settings = dict(hidden_layer_sizes=(5,), solver="sgd", learning_rate="adaptive", tol=10.0,
+                    n_iter_no_change=1, learning_rate_init=0.1, shuffle=False, max_iter=50,
+                    random_state=0)  # fmt: skip
+    ours, theirs = MLPRegressor(**settings).fit(X, y), Reference(**settings).fit(X, y)
+    # tol=10: only the first epoch improves (on inf); the rate is divided after epochs 3,
+    # 5, 7, ... until, k divisions later, 0.1 / 5**k <= 1e-6 and the next trigger stops
+    k = math.ceil(math.log(0.1 / 1e-6, 5))
+    assert ours.n_iter_ == theirs.n_iter_ == 3 + 2 * k
+    assert ours._learning_rate == pytest.approx(0.1 / 5**k, rel=1e-12)
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("kind", ["c2", "c3", "r1", "r2"])
+def test_lbfgs_reaches_scikit_learns_loss_from_the_same_weights(backend, dtype, kind):
+    X, y = _problem(kind)
+    ours, theirs = _pair(kind, backend, dtype, solver="lbfgs", alpha=0.1)
+    _same_start(ours, theirs, X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 20 iterations: lbfgs may not have converged
+        ours.set_params(max_iter=20).fit(X, y)
+        theirs.set_params(max_iter=20).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    method = "predict_proba" if kind.startswith("c") else "predict"
+    np.testing.assert_allclose(getattr(ours, method)(X), getattr(theirs, method)(X), atol=1e-8)
+    assert not hasattr(ours, "loss_curve_") and ours.t_ == 0  # as scikit-learn's lbfgs
+
+
+@needs_sklearn
+def test_lbfgs_objective_and_gradient_are_scikit_learns():
+    """The loss and gradient handed to scipy, against finite differences of scikit-learn's
+    own objective at random weights (``_loss_grad_lbfgs``)."""
+    import scipy.optimize
+
+    X, y = _problem("r2")
+    ours, theirs = _pair("r2", an.get_backend("numpy"), "float64", solver="lbfgs", alpha=0.3)
+    _same_start(ours, theirs, X, y)
+    seen = []
+    original = scipy.optimize.minimize
+
+    def spy(fun, x0, **kwargs):
+        seen.append((fun, x0, kwargs["options"]))
+        return original(fun, x0, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        patch.setattr(scipy.optimize, "minimize", spy)
+        ours.set_params(max_iter=3, max_fun=77, tol=1e-5).fit(X, y)
+    fun, x0, options = seen[0]
+    assert options["maxiter"] == 3 and options["maxfun"] == 77 and options["gtol"] == 1e-5
+    # our packing is W1, b1, W2, b2 in anynet's (n_out, n_in) layout
+    coefs, intercepts = theirs.coefs_, theirs.intercepts_
+    ours_x0 = np.concatenate([coefs[0].T.ravel(), intercepts[0], coefs[1].T.ravel(), intercepts[1]])
+    np.testing.assert_allclose(x0, ours_x0, rtol=0, atol=0)
+    value, grad = fun(x0)
+    theirs._random_state = np.random.RandomState(0)
+    packed = np.concatenate([c.ravel() for c in coefs] + list(intercepts))
+    layer_units = [4, 5, 2]
+    args = (X, y, None, [X, None, None], [None, None],
+            [np.empty((a, b)) for a, b in itertools.pairwise(layer_units)],
+            [np.empty(b) for b in layer_units[1:]])  # fmt: skip
+    theirs._coef_indptr = [(0, 20, (4, 5)), (20, 30, (5, 2))]
+    theirs._intercept_indptr = [(30, 35), (35, 37)]
+    their_value, their_grad = theirs._loss_grad_lbfgs(packed.copy(), *args)
+    assert value == pytest.approx(their_value, rel=1e-13)
+    # scikit-learn's gradient, reordered to our packing
+    W1 = their_grad[0:20].reshape(4, 5).T.ravel()
+    W2 = their_grad[20:30].reshape(5, 2).T.ravel()
+    np.testing.assert_allclose(grad, np.concatenate([W1, their_grad[30:35], W2, their_grad[35:]]),
+                               rtol=1e-12, atol=1e-15)  # fmt: skip
+
+
+@needs_sklearn
+def test_lbfgs_warns_as_scikit_learn_when_it_stops_on_max_iter():
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as Reference
+
+    MLPClassifier, _ = _estimators()
+    X, y = _problem("c3")
+    for cls in (MLPClassifier, Reference):
+        with pytest.warns(ConvergenceWarning, match=r"lbfgs failed to converge after 3 iter"):
+            fitted = cls(solver="lbfgs", max_iter=3, random_state=0).fit(X, y)
+        assert fitted.n_iter_ == 3
+        with pytest.warns(ConvergenceWarning, match=r"lbfgs failed to converge"):
+            cls(solver="lbfgs", max_fun=4, random_state=0).fit(X, y)
+
+
+@needs_sklearn
+def test_partial_fit_is_not_there_with_lbfgs():
+    from sklearn.neural_network import MLPClassifier as Reference
+
+    MLPClassifier, MLPRegressor = _estimators()
+    with pytest.raises(AttributeError) as theirs:
+        Reference(solver="lbfgs").partial_fit  # noqa: B018
+    for cls in (MLPClassifier, MLPRegressor):
+        estimator = cls(solver="lbfgs")
+        assert not hasattr(estimator, "partial_fit")
+        with pytest.raises(AttributeError) as ours:
+            estimator.partial_fit  # noqa: B018
+        assert str(ours.value) == str(theirs.value).replace("MLPClassifier", cls.__name__)
+        assert "not stochastic" in str(ours.value.__cause__)
+        assert hasattr(estimator.set_params(solver="sgd"), "partial_fit")
+
+
+@needs_sklearn
+def test_coefs_and_intercepts_are_settable_with_their_shapes_checked():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.neural_network import MLPClassifier as Reference
+
+    MLPClassifier, _ = _estimators()
+    X, y = _problem("c3")
+    with pytest.raises(NotFittedError, match="coefs_ can be set on a fitted MLPClassifier"):
+        MLPClassifier().coefs_ = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPClassifier(
+            (5,), activation="tanh", solver="sgd", momentum=0.0, alpha=0.0, batch_size=60,
+            shuffle=False, learning_rate_init=0.1, max_iter=1,
+        ).fit(X, y)  # fmt: skip
+        theirs = Reference((5,), activation="tanh", max_iter=1, random_state=3).fit(X, y)
+    with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(5, 3\), got \(3, 5\)"):
+        ours.coefs_ = [theirs.coefs_[0], theirs.coefs_[1].T]
+    with pytest.raises(ValueError, match="intercepts_ must be a list of 2 arrays, got 1"):
+        ours.intercepts_ = theirs.intercepts_[:1]
+    ours.coefs_, ours.intercepts_ = theirs.coefs_, theirs.intercepts_
+    # the forward pass is scikit-learn's with those weights
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-13)
+    for mine, reference in zip(ours.coefs_, theirs.coefs_, strict=True):
+        np.testing.assert_array_equal(mine, reference)
+    # and partial_fit continues from them: one full-batch SGD step by hand
+    before = {k: an.to_numpy(v) for k, v in ours.network_.params.items()}
+    grads = ours.network_.gradients(X, y)
+    ours.partial_fit(X, y)
+    for key, value in before.items():
+        np.testing.assert_allclose(ours.network_.params[key], value - 0.1 * grads[key], rtol=1e-12)
+
+
+@needs_sklearn
+def test_non_finite_weights_raise_scikit_learns_value_error():
+    from sklearn.neural_network import MLPRegressor as Reference
+
+    _, MLPRegressor = _estimators()
+    X, y = _problem("r1")
+    settings = dict(hidden_layer_sizes=(5,), solver="sgd", learning_rate_init=1e6, momentum=0.0,
+                    max_iter=20, random_state=0)  # fmt: skip
+    with pytest.raises(ValueError) as theirs, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Reference(**settings).fit(X * 1e3, y * 1e3)
+    with pytest.raises(ValueError) as ours:
+        MLPRegressor(**settings).fit(X * 1e3, y * 1e3)
+    assert str(ours.value) == str(theirs.value)
+    assert str(ours.value).startswith("Solver produced non-finite parameter weights")
+
+
+@needs_sklearn
+def test_n_iter_no_change_inf_runs_every_epoch():
+    from sklearn.exceptions import ConvergenceWarning
+
+    MLPClassifier, _ = _estimators()
+    X, y = _problem("c3")
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(7\)"):
+        clf = MLPClassifier((4,), tol=100.0, n_iter_no_change=np.inf, max_iter=7).fit(X, y)
+    assert clf.n_iter_ == 7
+
+
+@needs_sklearn
+def test_what_the_core_cannot_train_yet_is_refused_by_name():
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _problem("c3")
+    with pytest.raises(NotImplementedError, match="loss='poisson' needs a Poisson loss"):
+        MLPRegressor(loss="poisson").fit(X, np.abs(X[:, 0]))
+    with pytest.raises(NotImplementedError, match="multilabel y"):
+        MLPClassifier().fit(X, np.stack([y == 0, y == 1], axis=1).astype(int))
+    with pytest.raises(NotImplementedError, match="unequal sample_weight"):
+        MLPClassifier().fit(X, y, sample_weight=np.arange(60.0))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(59,\), expected \(60,\)"):
+        MLPClassifier().fit(X, y, sample_weight=np.ones(59))  # scikit-learn's own check
+
+
+@needs_sklearn
+def test_equal_sample_weights_and_sparse_inputs_give_the_plain_fit():
+    import scipy.sparse
+
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _problem("c3")
+    settings = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = MLPClassifier(**settings).fit(X, y)
+        weighted = MLPClassifier(**settings).fit(X, y, sample_weight=np.full(60, 2.5))
+        sparse = MLPClassifier(**settings).fit(scipy.sparse.csr_matrix(X), y)
+        regressor = MLPRegressor(**settings).fit(scipy.sparse.csc_matrix(X), X[:, 0])
+    assert weighted.loss_curve_ == plain.loss_curve_ == sparse.loss_curve_
+    np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
+                                  plain.predict_proba(X))  # fmt: skip
+    assert regressor.predict(scipy.sparse.csr_matrix(X)).shape == (60,)
