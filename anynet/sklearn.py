@@ -838,51 +838,64 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters
     ----------
-    hidden_layer_sizes : int or sequence of int, default=(100,)
-        Width of each hidden layer.
+    hidden_layer_sizes : int or array-like of int, default=(100,)
+        Width of each hidden layer (each > 0).
     activation : str, default="relu"
         Hidden activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``,
-        ``"relu"``, or any anynet activation name (``"leaky_relu"``, registered ones).
+        ``"relu"``, or any anynet hidden activation (``"leaky_relu"``, registered ones).
     solver : str, default="adam"
-        ``"adam"`` (with ``beta_1``, ``beta_2``, ``epsilon``), ``"sgd"`` (with
-        ``momentum``, ``nesterovs_momentum``), or any anynet optimizer name
-        (``"momentum"``, ``"nesterov"``, ``"adamw"``, registered ones).
+        ``"lbfgs"`` (scipy's L-BFGS-B on the whole data, anynet's gradients), ``"adam"``
+        (with ``beta_1``, ``beta_2``, ``epsilon``), ``"sgd"`` (with ``momentum``,
+        ``nesterovs_momentum``, ``learning_rate``, ``power_t``), or any anynet optimizer
+        name (``"momentum"``, ``"nesterov"``, ``"adamw"``, registered ones).
     alpha : float, default=0.0001
-        L2 penalty, as scikit-learn's ``0.5 * alpha * ||W||² / batch_size`` on the weight
-        matrices: anynet's optimizer ``l2 = alpha / batch_size``. ``loss_curve_`` holds the
-        data loss only.
+        L2 penalty as scikit-learn's: ``0.5 * alpha * sum(W**2) / n`` added to the loss
+        of each batch of ``n`` samples (all samples for lbfgs), on the weight matrices.
     batch_size : int or "auto", default="auto"
-        Minibatch size; ``"auto"`` is ``min(200, n_samples)``. Clipped to ``n_samples``.
+        Minibatch size of the stochastic solvers; ``"auto"`` is ``min(200, n_samples)``;
+        larger than ``n_samples``, clipped with a warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule of ``solver="sgd"``, scikit-learn's rules: ``"invscaling"`` sets
+        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch; ``"adaptive"``
+        divides the rate by 5 where training would stop for lack of progress, and stops
+        once the rate is at most 1e-6.
     learning_rate_init : float, default=0.001
-        The (constant) learning rate.
+        The initial learning rate of the stochastic solvers.
+    power_t : float, default=0.5
+        Exponent of ``"invscaling"``.
     max_iter : int, default=200
-        Most epochs per ``fit``.
+        Most epochs per ``fit`` (stochastic solvers), most iterations (lbfgs).
     shuffle : bool, default=True
         Reshuffle the samples every epoch (an order drawn on the host from the seed, the
-        same on every backend).
+        same on every backend; not scikit-learn's order).
     random_state : int, RandomState or None, default=None
         An int is anynet's ``seed`` itself (same initial weights as
         ``anynet.Network(..., seed=random_state)``, on every backend); otherwise a seed is
         drawn from it.
     tol : float, default=1e-4
-        Improvement below which an epoch counts as no progress.
+        Improvement below which an epoch counts as no progress; lbfgs's ``gtol``.
     verbose : bool, default=False
-        Print the loss every epoch.
+        Print the loss every epoch (scipy's progress for lbfgs).
     warm_start : bool, default=False
         ``fit`` continues from the current weights (the optimizer starts afresh).
     momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
+        Momentum of ``solver="sgd"``, in [0, 1].
     nesterovs_momentum : bool, default=True
         Nesterov momentum for ``solver="sgd"``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified) and stop when
-        the validation accuracy stops improving; the best weights are kept.
+        Hold out ``validation_fraction`` of the training data and stop when the
+        validation score stops improving; the best weights are kept. As in scikit-learn
+        1.9, the split is stratified where there is one output (two classes).
     validation_fraction : float, default=0.1
-        Held-out fraction with ``early_stopping``.
+        Held-out fraction with ``early_stopping``, in [0, 1); fewer than 2 held-out
+        samples are refused.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's parameters.
-    n_iter_no_change : int, default=10
-        Epochs without progress (by ``tol``) before stopping.
+    n_iter_no_change : int or np.inf, default=10
+        Epochs without progress (by ``tol``) before stopping (or, with
+        ``"adaptive"``, dividing the rate).
+    max_fun : int, default=15000
+        Most loss evaluations of lbfgs.
     backend : str or anynet.Backend, optional
         Where the network computes (``"numpy"``, ``"torch"``, ``"jax"``, ...). Default: the
         backend of ``X`` under ``array_api_dispatch``, else anynet's default backend
@@ -903,12 +916,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     feature_names_in_ : numpy.ndarray of shape (n_features_in_,)
         Only when ``X`` had string feature names (pandas).
     loss_curve_ : list of float
-        Training loss (binary or categorical cross-entropy, mean over the epoch's batches)
-        of each epoch.
+        scikit-learn's training loss of each epoch (stochastic solvers only): the
+        cross-entropy plus the L2 term, averaged over the epoch's batches by size. anynet
+        evaluates each batch's L2 term at the epoch's first weights: exact with one batch.
+    loss_ : float
+        The last epoch's loss, or lbfgs's final objective.
     n_iter_ : int
-        Epochs run (summed over warm starts and partial_fit calls).
+        Epochs (iterations for lbfgs) of the last ``fit`` or ``partial_fit`` call, as in
+        scikit-learn (1 after each ``partial_fit``).
     t_ : int
-        Training samples seen.
+        Training samples seen by the stochastic solvers, over all calls (0 with lbfgs).
     best_loss_ : float or None
         Lowest training loss; None with ``early_stopping``.
     validation_scores_ : list of float or None
@@ -1065,23 +1082,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor on any anynet backend, scikit-learn style.
 
-    An identity output trained on the mean squared error; ``y`` of shape (n_samples,)
-    or (n_samples, n_outputs) for several outputs at once.
+    An identity output trained on the squared error, with scikit-learn's gradient
+    (``(prediction - y) / n_samples`` whatever the number of outputs); ``y`` of shape
+    (n_samples,) or (n_samples, n_outputs) for several outputs at once.
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, max_iter, \
-shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping, \
-validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, backend, device, dtype
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        scikit-learn's half squared error. ``"poisson"`` is validated but raises
+        NotImplementedError: anynet's core has no Poisson loss yet.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
+learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, \
+momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, \
+n_iter_no_change, max_fun, backend, device, dtype
         As for :class:`MLPClassifier`; ``early_stopping`` watches the validation R² (the
         held-out part is not stratified).
 
     Attributes
     ----------
     n_features_in_, feature_names_in_, loss_curve_, n_iter_, t_, best_loss_, \
-validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, network_
-        As for :class:`MLPClassifier`; ``loss_curve_`` holds anynet's mean squared error
-        (the mean of ``(prediction - y)**2``, without scikit-learn's factor 1/2).
+validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss_, network_
+        As for :class:`MLPClassifier`; ``loss_curve_`` and ``loss_`` hold scikit-learn's
+        loss, half the mean of ``(prediction - y)**2`` plus the L2 term.
     n_outputs_ : int
         Number of targets.
     out_activation_ : str
@@ -1093,8 +1115,8 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, netw
     >>> from anynet.sklearn import MLPRegressor
     >>> X = np.linspace(-2, 2, 1000).reshape(-1, 1)
     >>> y = np.sin(2 * X[:, 0])
-    >>> reg = MLPRegressor((32,), activation="tanh", learning_rate_init=0.01, max_iter=300,
-    ...                    random_state=0).fit(X, y)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh",
+    ...                    learning_rate_init=0.01, max_iter=300, random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.9
     True
     """
