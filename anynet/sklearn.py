@@ -646,8 +646,10 @@ class _BaseMLP(BaseEstimator):
                      for key, value in state.items()}  # fmt: skip
         self._state_lr = optimizer.lr
         decay = net.model.decay_keys
-        squares = sum(float(xp.sum(value * value)) for key, value in net.params.items()
-                      if key in decay)  # fmt: skip
+        squares = 0.0
+        if self.alpha:  # read back once per epoch, with the epoch's loss
+            squares = sum(float(xp.sum(value * value)) for key, value in net.params.items()
+                          if key in decay)  # fmt: skip
         # epoch _epochs_seen of the one engine loop: its order is default_rng([seed, epoch]),
         # its loss the mean of the batch losses weighted by size, as scikit-learn's
         epoch = self._epochs_seen

@@ -663,6 +663,24 @@ def test_stochastic_solvers_follow_scikit_learns_trajectory(backend, dtype, kind
 
 
 @needs_sklearn
+def test_minibatches_with_l2_take_scikit_learns_steps():
+    """alpha > 0 with equal batches: the same weights as scikit-learn's, epoch after epoch.
+    (loss_curve_ then takes each batch's L2 term at the epoch's first weights, so it is
+    scikit-learn's only where there is one batch: test_stochastic_solvers_... checks that.)"""
+    X, y = _problem("c3")
+    ours, theirs = _pair("c3", an.get_backend("numpy"), "float64", shuffle=False, solver="sgd",
+                         learning_rate_init=0.1, batch_size=15, alpha=0.5)  # fmt: skip
+    _same_start(ours, theirs, X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.set_params(max_iter=12).fit(X, y)
+        theirs.set_params(max_iter=12).fit(X, y)
+    for mine, reference in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                               strict=True):  # fmt: skip
+        np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-13)
+
+
+@needs_sklearn
 def test_adaptive_rate_divides_by_five_and_stops_below_1e_6():
     """scikit-learn's rule, from its source: after more than n_iter_no_change epochs
     without improvement by tol, the rate is divided by 5 (and the count restarts); at or
