@@ -886,3 +886,34 @@ def test_equal_sample_weights_and_sparse_inputs_give_the_plain_fit():
     np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
                                   plain.predict_proba(X))  # fmt: skip
     assert regressor.predict(scipy.sparse.csr_matrix(X)).shape == (60,)
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+def test_lbfgs_and_schedules_under_array_api_dispatch(backend, dtype):
+    """lbfgs moves only the flat parameter vector through the host: on any namespace and
+    device it gives the NumPy fit's numbers, and so does an SGD schedule."""
+    import sklearn
+
+    MLPClassifier, MLPRegressor = _estimators()
+    X, y = _problem("c3")
+    Xb, yb = backend.asarray(X, dtype), backend.asarray(y)
+    lbfgs = dict(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=15, random_state=0)
+    sgd = dict(hidden_layer_sizes=(5,), solver="sgd", learning_rate="invscaling",
+               learning_rate_init=0.2, max_iter=5, random_state=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf_ref = _reference(MLPClassifier, X, y, **lbfgs)
+        reg_ref = _reference(MLPRegressor, X, X[:, 0], **sgd)
+        with sklearn.config_context(array_api_dispatch=True):
+            clf = MLPClassifier(**lbfgs).fit(Xb, yb)
+            reg = MLPRegressor(**sgd).fit(Xb, Xb[:, 0])
+            proba, predicted = clf.predict_proba(Xb), reg.predict(Xb)
+    assert clf.network_.backend is backend and reg.network_.backend is backend
+    assert_on_backend(proba, backend)
+    assert_on_backend(predicted, backend)
+    assert clf.n_iter_ == clf_ref.n_iter_
+    assert clf.loss_ == pytest.approx(clf_ref.loss_, rel=1e-9)
+    np.testing.assert_allclose(an.to_numpy(proba), clf_ref.predict_proba(X), atol=1e-9)
+    np.testing.assert_allclose(reg.loss_curve_, reg_ref.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(an.to_numpy(predicted), reg_ref.predict(X), rtol=1e-9, atol=1e-12)
