@@ -917,3 +917,22 @@ def test_lbfgs_and_schedules_under_array_api_dispatch(backend, dtype):
     np.testing.assert_allclose(an.to_numpy(proba), clf_ref.predict_proba(X), atol=1e-9)
     np.testing.assert_allclose(reg.loss_curve_, reg_ref.loss_curve_, rtol=1e-9)
     np.testing.assert_allclose(an.to_numpy(predicted), reg_ref.predict(X), rtol=1e-9, atol=1e-12)
+
+
+@needs_sklearn
+def test_verbose_prints_scikit_learns_lines(capsys):
+    X, y = _problem("c3")
+    backend = an.get_backend("numpy")
+    ours, theirs = _pair("c3", backend, "float64", solver="sgd", shuffle=False,
+                         learning_rate="adaptive", learning_rate_init=0.1, tol=0.05,
+                         n_iter_no_change=1, batch_size=16, alpha=0.0)  # fmt: skip
+    _same_start(ours, theirs, X, y)
+    printed = []
+    for estimator in (ours, theirs):
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimator.set_params(verbose=True, max_iter=8).fit(X, y)
+        printed.append(capsys.readouterr().out.splitlines())
+    assert printed[0] == printed[1]
+    assert any("Setting learning rate to" in line for line in printed[0])
