@@ -670,7 +670,8 @@ class _BaseMLP(BaseEstimator):
 
     def _update_loss(self) -> None:
         loss = self.loss_curve_[-1]
-        assert self.best_loss_ is not None
+        if self.best_loss_ is None:  # a warm start after a fit with early stopping
+            self.best_loss_ = np.inf
         if loss > self.best_loss_ - self.tol:
             self._no_improvement_count += 1
         else:
@@ -682,7 +683,10 @@ class _BaseMLP(BaseEstimator):
         """Score the held-out part; whether it is the best so far."""
         out = np.asarray(to_numpy(self.network_.predict(x_val)))
         score = self._score_host(y_val, out) if np.isfinite(out).all() else np.nan
-        assert self.validation_scores_ is not None and self.best_validation_score_ is not None
+        if self.validation_scores_ is None or self.best_validation_score_ is None:
+            # a warm start with early stopping after a fit without
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
         self.validation_scores_.append(score)
         if self.verbose:
             print(f"Validation score: {score:f}")
