@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,14 +32,24 @@ import numpy as np
 from array_api_compat import array_namespace
 
 try:
+    import scipy.optimize
+    import scipy.sparse
     import sklearn
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, column_or_1d
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import (
+        _check_partial_fit_first_call,
+        check_classification_targets,
+        type_of_target,
+        unique_labels,
+    )
+    from sklearn.utils.optimize import _check_optimize_result
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as exc:  # tested by hiding sklearn from sys.modules
     raise ImportError(
         "anynet.sklearn needs scikit-learn, which is not installed here: "
@@ -55,11 +64,20 @@ except ImportError:  # pragma: no cover - scikit-learn 1.5
         return estimator._validate_data(X, y, **kwargs)
 
 
-from .backend import Backend, backend_of, get_backend, to_numpy
-from .callbacks import Callback, Progress
+try:  # scikit-learn >= 1.6: scipy's iprint, or its replacement where scipy dropped it
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict as _lbfgs_options
+except ImportError:  # pragma: no cover - scikit-learn 1.5
+
+    def _lbfgs_options(key: str, value: Any) -> dict[str, Any]:
+        return {key: value}
+
+
+from .backend import BACKEND_NAMES, Backend, backend_of, get_backend, to_numpy
+from .callbacks import Progress
 from .engine import train
 from .engine.resume import Start
-from .errors import InputError
+from .errors import DivergenceError, InputError
+from .functional import value_and_grad
 from .network import Network
 from .optimizers import SGD, Adam, Optimizer
 from .registry import activations as activation_registry
@@ -71,11 +89,6 @@ Array = Any
 
 #: scikit-learn's activation names, as anynet's; other names are looked up in anynet's registry.
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-
-#: Compiled (where the backend compiles) single optimizer steps for partial_fit, the most
-#: recently used first out; the learning rate is an argument, so one serves every rate.
-_STEPS: OrderedDict[tuple, Any] = OrderedDict()
-_MAX_STEPS = 16
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -121,6 +134,62 @@ def _float_dtypes(X: Any) -> Any:
     return (np.float64, np.float32)
 
 
+def _dense(X: Any) -> Any:
+    """A scipy sparse matrix as a dense array (anynet's layers take dense inputs)."""
+    return X.toarray() if scipy.sparse.issparse(X) else X
+
+
+#: scikit-learn's message when training ends with non-finite weights (or, in anynet, a
+#: non-finite loss, which the engine stops at).
+_NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
+
+
+def _hidden_activations() -> set[str]:
+    """scikit-learn's names and anynet's activations allowed on hidden layers."""
+    names = {name for name in activation_registry.names()
+             if not activation_registry.get(name)().output_only}  # fmt: skip
+    return {*_ACTIVATIONS, *names}
+
+
+def _constraints() -> dict[str, Any]:
+    """scikit-learn 1.9's ``BaseMultilayerPerceptron._parameter_constraints``, with anynet's
+    activations and optimizers among the options, and anynet's three parameters."""
+    return {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(_hidden_activations())],
+        "solver": [StrOptions({"lbfgs", *optimizer_registry.names()})],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Options(numbers.Real, {np.inf}),
+        ],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "backend": [StrOptions(set(BACKEND_NAMES)), Backend, None],
+        "device": "no_validation",
+        "dtype": [StrOptions({"float32", "float64"}), None],
+    }
+
+
 def _same_place(a: Backend, b: Backend) -> bool:
     return a.name == b.name and str(a.device) == str(b.device)
 
@@ -129,92 +198,6 @@ def _float_name(X: Array) -> str:
     """``"float32"`` for float32 data, ``"float64"`` otherwise."""
     xp = array_namespace(X)
     return "float32" if X.dtype == xp.float32 else "float64"
-
-
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(value: Any, name: str, low: float, high: float, *, open_low: bool) -> float:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and math.isfinite(value)
-        and (float(value) > low if open_low else float(value) >= low)
-        and float(value) < high
-    )
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise InputError(f"{name} must be a number in {bracket}{low}, {high}), got {value!r}")
-    return float(value)
-
-
-def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-class _Stopping(Callback):
-    """scikit-learn's convergence rule, epoch by epoch, recording the estimator's curves.
-
-    Without early stopping an epoch counts as "no improvement" when its training loss is
-    not below the best loss minus ``tol``; with it, when the validation score (accuracy
-    or R²) is not above the best score plus ``tol``. Training stops after more than
-    ``n_iter_no_change`` such epochs in a row.
-    """
-
-    def __init__(self, estimator: _BaseMLP, n_samples: int, early_stopping: bool) -> None:
-        self.estimator = estimator
-        self.n_samples = n_samples
-        self.early_stopping = early_stopping
-        self.stopped = False
-        self.best_params: dict[str, Array] | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float], network: Network) -> bool:
-        est = self.estimator
-        loss = float(logs["loss"])
-        est.loss_curve_.append(loss)
-        est.n_iter_ += 1
-        est.t_ += self.n_samples
-        tol = est.tol
-        line = f"Iteration {est.n_iter_}, loss = {loss:.8f}"
-        if self.early_stopping:
-            score = float(logs["val_score"])
-            scores, best = est.validation_scores_, est.best_validation_score_
-            assert scores is not None and best is not None  # _fit_epochs set them
-            scores.append(score)
-            if score < best + tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            if score > best:
-                est.best_validation_score_ = score
-                self.best_params = network.params
-            line += f", validation score = {score:.6f}"
-        else:
-            best_loss = est.best_loss_
-            assert best_loss is not None  # _fit_epochs set it
-            if loss > best_loss - tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            if loss < best_loss:
-                est.best_loss_ = loss
-        if est.verbose:
-            print(line)
-        if est._no_improvement_count > est.n_iter_no_change:
-            self.stopped = True
-            if est.verbose:
-                what = "Validation score" if self.early_stopping else "Training loss"
-                print(
-                    f"{what} did not improve more than tol={tol:f} for "
-                    f"{est.n_iter_no_change} consecutive epochs. Stopping."
-                )
-            return True
-        return False
 
 
 # -- the estimators --------------------------------------------------------------------
@@ -231,7 +214,9 @@ class _BaseMLP(BaseEstimator):
         solver: str = "adam",
         alpha: float = 0.0001,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
         max_iter: int = 200,
         shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
@@ -245,7 +230,8 @@ class _BaseMLP(BaseEstimator):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
         backend: str | Backend | None = None,
         device: Any = None,
         dtype: str | None = None,
@@ -255,7 +241,9 @@ class _BaseMLP(BaseEstimator):
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -270,6 +258,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -283,77 +272,46 @@ class _BaseMLP(BaseEstimator):
     def _output_activation(self, n_outputs: int) -> tuple[str, str]:
         raise NotImplementedError
 
+    def _check_loss(self) -> None:
+        """Refuse a loss the estimator validates but anynet cannot train yet."""
+
+    def _loss_scales(self, n_outputs: int) -> tuple[float, float]:
+        """``(value, gradient)`` factors from anynet's loss to scikit-learn's."""
+        return 1.0, 1.0
+
+    def _score_host(self, y_true: Any, y_pred: Any) -> float:
+        raise NotImplementedError
+
     # -- checks --------------------------------------------------------------------------
+    @property
+    def _parameter_constraints(self) -> dict[str, Any]:
+        """scikit-learn's constraints, widened to anynet's own activations and optimizers
+        (read at each fit, so registered ones count), plus ``backend``, ``device``, ``dtype``."""
+        return _constraints()
+
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = [int(sizes)]
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
-            raise InputError(
-                "hidden_layer_sizes must be a positive integer or a sequence of positive "
-                f"integers, got {self.hidden_layer_sizes!r}"
-            )
-        checked: list[int] = []
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        if np.any(np.array(sizes) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         for index, size in enumerate(sizes):
-            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-                raise InputError(
-                    f"hidden_layer_sizes[{index}] must be a positive integer, got {size!r}"
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+                raise ValueError(
+                    f"hidden_layer_sizes must hold positive integers, got {sizes} "
+                    f"(hidden_layer_sizes[{index}] is {size!r})"
                 )
-            checked.append(int(size))
-        return checked
+        return [int(size) for size in sizes]
 
     def _hidden_activation(self) -> str:
-        known = sorted({*_ACTIVATIONS, *activation_registry.names()})
-        name = (
-            _ACTIVATIONS.get(self.activation, self.activation)
-            if isinstance(self.activation, str)
-            else None
-        )
-        if name is None or name not in activation_registry:
-            raise InputError(f"activation must be one of {known}, got {self.activation!r}")
-        if activation_registry.get(name)().output_only:
-            raise InputError(
-                f"activation must be a hidden-layer activation, got {self.activation!r}, "
-                "which anynet allows on the output only"
-            )
-        return name
+        return _ACTIVATIONS.get(self.activation, self.activation)
 
     def _check_params(self) -> None:
         """Check every hyperparameter (scikit-learn checks in fit, never in __init__)."""
+        self._validate_params()
         self._hidden_sizes()
-        self._hidden_activation()
-        if not isinstance(self.solver, str) or self.solver not in optimizer_registry:
-            raise InputError(
-                f"solver must be one of {optimizer_registry.names()}, got {self.solver!r}"
-            )
-        _check_real(self.alpha, "alpha", 0.0, np.inf, open_low=False)
-        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _check_int(self.batch_size, "batch_size", 1)
-        _check_real(self.learning_rate_init, "learning_rate_init", 0.0, np.inf, open_low=True)
-        _check_int(self.max_iter, "max_iter", 1)
-        _check_flag(self.shuffle, "shuffle")
-        _check_real(self.tol, "tol", 0.0, np.inf, open_low=False)
-        _check_flag(self.warm_start, "warm_start")
-        _check_real(self.momentum, "momentum", 0.0, 1.0, open_low=False)
-        _check_flag(self.nesterovs_momentum, "nesterovs_momentum")
-        _check_flag(self.early_stopping, "early_stopping")
-        _check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, open_low=True)
-        _check_real(self.beta_1, "beta_1", 0.0, 1.0, open_low=False)
-        _check_real(self.beta_2, "beta_2", 0.0, 1.0, open_low=False)
-        _check_real(self.epsilon, "epsilon", 0.0, np.inf, open_low=True)
-        _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        if self.dtype is not None and self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
-        rs = self.random_state
-        if not (
-            rs is None
-            or isinstance(rs, np.random.RandomState)
-            or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)
-        ):
-            raise InputError(
-                "random_state must be None, a non-negative integer or a "
-                f"numpy.random.RandomState, got {rs!r}"
-            )
+        self._check_loss()
 
     def _seed(self) -> int:
         """anynet's seed: ``random_state`` itself when it is an int, else one drawn from it."""
@@ -365,20 +323,35 @@ class _BaseMLP(BaseEstimator):
     def _batch_size(self, n_samples: int) -> int:
         if isinstance(self.batch_size, str):
             return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to "
+                "be clipped",
+                stacklevel=5,
+            )
         return min(int(self.batch_size), n_samples)
 
-    def _optimizer(self, batch_size: int) -> Optimizer:
-        """The solver as an anynet optimizer; ``alpha`` becomes ``l2 = alpha / batch_size``."""
-        lr, l2 = float(self.learning_rate_init), float(self.alpha) / batch_size
+    def _optimizer(self, batch_size: int, lr: float, n_outputs: int) -> Optimizer:
+        """The solver as an anynet optimizer taking scikit-learn's steps.
+
+        scikit-learn's batch gradient is ``g_sk = s * g + alpha / batch_size * W``, where
+        ``g`` is the gradient of anynet's loss and ``s`` the gradient factor of
+        :meth:`_loss_scales` (1 for the classifiers, ``n_outputs / 2`` for the squared
+        error). SGD takes ``lr * g_sk`` as ``(s * lr) * (g + l2 * W)`` with ``l2 = alpha /
+        (batch_size * s)``; Adam, invariant to the gradient's scale but for ``epsilon``,
+        takes ``g + l2 * W`` with ``epsilon / s``.
+        """
+        _, s = self._loss_scales(n_outputs)
+        l2 = float(self.alpha) / (batch_size * s)
         cls = optimizer_registry.get(self.solver, "solver")
         if cls is SGD:
             momentum = float(self.momentum)
-            return SGD(lr=lr, l2=l2, momentum=momentum,
+            return SGD(lr=s * lr, l2=l2, momentum=momentum,
                        nesterov=bool(self.nesterovs_momentum) and momentum > 0)  # fmt: skip
         if cls is Adam:
             return Adam(lr=lr, l2=l2, betas=(float(self.beta_1), float(self.beta_2)),
-                        eps=float(self.epsilon))  # fmt: skip
-        return cls(lr=lr, l2=l2)
+                        eps=float(self.epsilon) / s)  # fmt: skip
+        return cls(lr=s * lr, l2=l2)
 
     # -- where the data lives and where the network computes -------------------------------
     def _io_backend(self, X: Array) -> Backend:
@@ -411,11 +384,15 @@ class _BaseMLP(BaseEstimator):
             X,
             _host(y),
             reset=reset,
+            accept_sparse=["csr", "csc"],
             dtype=_float_dtypes(X),
-            multi_output=not self._is_classifier,
+            multi_output=True,
             y_numeric=not self._is_classifier,
         )
-        return X, _host(y)
+        y = _host(y)
+        if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return _dense(X), y
 
     def _new_network(
         self, n_features: int, n_outputs: int, compute: Backend, dtype: str, seed: int
@@ -433,21 +410,27 @@ class _BaseMLP(BaseEstimator):
         )
         self.n_layers_ = len(hidden) + 2
         self.n_outputs_ = n_outputs
-        self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self.t_ = 0
-        self._no_improvement_count = 0
-        self.best_loss_: float | None = np.inf
-        self.validation_scores_: list[float] | None = None
-        self.best_validation_score_: float | None = None
+        self._epochs_seen = 0
+        self._learning_rate: float | None = None
+        self._state_lr: float | None = None
+        if self.solver != "lbfgs":
+            self.loss_curve_: list[float] = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_: list[float] | None = []
+                self.best_validation_score_: float | None = -np.inf
+                self.best_loss_: float | None = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
 
-    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> _BaseMLP:
+    def _fit(
+        self, X: Any, y: Any, *, incremental: bool, classes: Any = None, sample_weight: Any = None
+    ) -> _BaseMLP:
         self._check_params()
-        if incremental and self.early_stopping:
-            raise ValueError(
-                "partial_fit does not support early_stopping=True: set early_stopping=False, "
-                "or use fit"
-            )
         seed = self._seed()  # drawn once per call when random_state is None or a RandomState
         fitted = hasattr(self, "network_")
         first = not fitted or (not self.warm_start and not incremental)
@@ -455,6 +438,14 @@ class _BaseMLP(BaseEstimator):
         t, n_outputs = self._validate_targets(
             y, first=first, incremental=incremental, classes=classes
         )
+        if sample_weight is not None:
+            weights = np.asarray(to_numpy(_check_sample_weight(_host(sample_weight), X)))
+            if weights.size and not np.all(weights == weights[0]):
+                raise NotImplementedError(
+                    f"{type(self).__name__}: unequal sample_weight needs weighted losses in "
+                    "anynet's Network.fit, which this version does not have; equal weights "
+                    "(the unweighted fit) or sample_weight=None are accepted"
+                )
         io = self._io_backend(X)
         if first:
             compute = self._compute_backend(io)
@@ -467,86 +458,263 @@ class _BaseMLP(BaseEstimator):
                 f"y must have {self.n_outputs_} output column(s) as in the previous fit, "
                 f"got {n_outputs}"
             )
+        if not first and self.solver != "lbfgs" and not hasattr(self, "loss_curve_"):
+            self._new_curves()  # warm start of a stochastic solver after an lbfgs fit
         self._fit_io = io
         net = self.network_
         x = _move(X, net.backend, net.dtype)
         targets = _move(t, net.backend, None if self._is_classifier else net.dtype)
-        if incremental:
-            self._partial_epoch(x, targets, seed)
-        else:
-            self._fit_epochs(x, targets, t, seed)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(x, targets, n_outputs)
+            else:
+                self._fit_stochastic(x, targets, t, seed, n_outputs, incremental)
+        except DivergenceError as error:
+            raise ValueError(_NON_FINITE) from error
+        xp = net.backend.xp
+        if not all(bool(xp.all(xp.isfinite(value))) for value in net.params.values()):
+            raise ValueError(_NON_FINITE)
         return self
 
-    def _fit_epochs(self, x: Array, t: Array, t_host: Any, seed: int) -> None:
-        """``max_iter`` epochs of ``Network.fit`` with scikit-learn's stopping rule."""
+    def _new_curves(self) -> None:
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self.best_loss_ = None if self.early_stopping else np.inf
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+
+    # -- L-BFGS ----------------------------------------------------------------------------
+    def _fit_lbfgs(self, x: Array, t: Array, n_outputs: int) -> None:
+        """scipy's L-BFGS-B on scikit-learn's objective, with anynet's gradients.
+
+        The loss and its hand-written gradients are computed on the network's backend and
+        device; the parameters travel to the host as one float64 vector per evaluation.
+        The objective is scikit-learn's: the loss (half the squared error for the
+        regressor) plus ``0.5 * alpha * sum(W**2) / n_samples``.
+        """
         net = self.network_
+        backend, model = net.backend, net.model
+        keys, decay = model.param_keys, model.decay_keys
+        host = {key: np.asarray(to_numpy(value), dtype=np.float64)
+                for key, value in net.params.items()}  # fmt: skip
+        shapes = [host[key].shape for key in keys]
+        bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in shapes])
         n = x.shape[0]
+        alpha = float(self.alpha)
+        value_scale, grad_scale = self._loss_scales(n_outputs)
+
+        def unpack(w: np.ndarray) -> dict[str, np.ndarray]:
+            return {key: w[bounds[i] : bounds[i + 1]].reshape(shapes[i])
+                    for i, key in enumerate(keys)}  # fmt: skip
+
+        def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+            parts = unpack(w)
+            params = {key: backend.asarray(part, net.dtype) for key, part in parts.items()}
+            with backend.float_errors_silenced():
+                value, grads = value_and_grad(model, params, x, t)
+            loss = value_scale * float(to_numpy(value))
+            pieces = []
+            for key in keys:
+                grad = grad_scale * np.asarray(to_numpy(grads[key]), dtype=np.float64).ravel()
+                if key in decay:
+                    loss += 0.5 * alpha * float(np.dot(parts[key].ravel(), parts[key].ravel())) / n
+                    grad = grad + (alpha / n) * parts[key].ravel()
+                pieces.append(grad)
+            return loss, np.concatenate(pieces)
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        result = scipy.optimize.minimize(
+            objective,
+            np.concatenate([host[key].ravel() for key in keys]),
+            method="L-BFGS-B",
+            jac=True,
+            options={
+                "maxfun": self.max_fun,
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                **_lbfgs_options("iprint", iprint),
+            },
+        )
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        net.set_params(unpack(np.asarray(result.x)))
+
+    # -- the stochastic solvers ---------------------------------------------------------
+    def _fit_stochastic(
+        self, x: Array, t: Array, t_host: Any, seed: int, n_outputs: int, incremental: bool
+    ) -> None:
+        """scikit-learn's ``_fit_stochastic``: epochs of anynet's engine (one call each, so
+        the learning rate may change between them) with its schedules and stopping rule."""
+        net = self.network_
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if not incremental or self._learning_rate is None:
+            self._learning_rate = float(self.learning_rate_init)  # a fresh optimizer
+            net.optimizer_state = None
         early_stopping = bool(self.early_stopping)
         validation = None
         if early_stopping:
-            indices = np.arange(n)
-            stratify = np.asarray(t_host) if self._is_classifier else None
-            train, val = train_test_split(
-                indices, test_size=self.validation_fraction, random_state=seed,
-                stratify=stratify,
+            # scikit-learn stratifies when there is one output column (two classes)
+            stratify = np.asarray(t_host) if self._is_classifier and n_outputs == 1 else None
+            train_index, val_index = train_test_split(
+                np.arange(x.shape[0]), random_state=check_random_state(seed),
+                test_size=self.validation_fraction, stratify=stratify,
             )  # fmt: skip
+            if val_index.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
             xp, backend = net.backend.xp, net.backend
-            train_index, val_index = backend.asarray(train), backend.asarray(val)
-            validation = (xp.take(x, val_index, axis=0), xp.take(t, val_index, axis=0))
-            x, t = xp.take(x, train_index, axis=0), xp.take(t, train_index, axis=0)
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
-        batch_size = self._batch_size(x.shape[0])
-        stopping = _Stopping(self, x.shape[0], early_stopping)
-        shuffles = int(np.random.SeedSequence([seed, self.n_iter_]).generate_state(1)[0])
-        net.fit(
-            x, t, epochs=int(self.max_iter), optimizer=self._optimizer(batch_size),
-            batch_size=batch_size, shuffle=bool(self.shuffle), seed=shuffles,
-            validation_data=validation, callbacks=[stopping],
-        )  # fmt: skip
-        if early_stopping and stopping.best_params is not None:
-            net.set_params(stopping.best_params)
-        if not stopping.stopped:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,  # the caller of fit
-            )
-
-    def _partial_epoch(self, x: Array, t: Array, seed: int) -> None:
-        """One pass over the data, continuing the optimizer's state (scikit-learn's partial_fit)."""
-        net = self.network_
+            rows, held = backend.asarray(train_index), backend.asarray(val_index)
+            validation = (xp.take(x, held, axis=0), np.asarray(t_host)[val_index])
+            x, t = xp.take(x, rows, axis=0), xp.take(t, rows, axis=0)
         n = x.shape[0]
         batch_size = self._batch_size(n)
-        optimizer = self._optimizer(batch_size)
-        fresh = optimizer.init(net.params, xp=net.backend.xp)
+        best_params = None
+        schedule = self.learning_rate if self.solver == "sgd" else "constant"
+        self.n_iter_ = 0
+        for _ in range(int(self.max_iter)):
+            loss = self._epoch(x, t, seed, batch_size, n_outputs)
+            self.n_iter_ += 1
+            self.loss_ = loss
+            self.t_ += n
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            if early_stopping:
+                assert validation is not None
+                if self._update_validation(*validation):
+                    best_params = net.params
+            else:
+                self._update_loss()
+            if schedule == "invscaling":
+                self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** float(
+                    self.power_t
+                )
+            if self._no_improvement_count > self.n_iter_no_change:
+                what = "Validation score" if early_stopping else "Training loss"
+                msg = (
+                    f"{what} did not improve more than tol={self.tol:f} for "
+                    f"{self.n_iter_no_change} consecutive epochs."
+                )
+                if schedule != "adaptive":
+                    if self.verbose:
+                        print(msg + " Stopping.")
+                    break
+                if self._learning_rate <= 1e-6:
+                    if self.verbose:
+                        print(msg + " Learning rate too small. Stopping.")
+                    break
+                self._learning_rate /= 5.0
+                if self.verbose:
+                    print(msg + f" Setting learning rate to {self._learning_rate:f}")
+                self._no_improvement_count = 0
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                    "the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                    stacklevel=4,  # the caller of fit
+                )
+        if early_stopping and best_params is not None:
+            net.set_params(best_params)  # scikit-learn restores the best weights
+
+    def _epoch(self, x: Array, t: Array, seed: int, batch_size: int, n_outputs: int) -> float:
+        """One epoch of the engine at the current learning rate; scikit-learn's loss of it.
+
+        SGD's velocity is anynet's (PyTorch's) ``v``, scikit-learn's is ``-lr * v``: when the
+        rate changes, ``v`` is rescaled by ``old / new`` so both take the same steps.
+        """
+        net = self.network_
+        lr = float(self._learning_rate)  # type: ignore[arg-type]
+        optimizer = self._optimizer(batch_size, lr, n_outputs)
+        xp = net.backend.xp
+        fresh = optimizer.init(net.params, xp=xp)
         state = net.optimizer_state
         if state is None or sorted(state) != sorted(fresh):
-            state = fresh
-        # epoch n_iter_ of the one engine loop: its order is default_rng([seed, n_iter_]),
+            state, self._state_lr = fresh, optimizer.lr
+        elif (
+            self._state_lr is not None
+            and self._state_lr != optimizer.lr
+            and isinstance(optimizer, SGD)
+        ):
+            ratio = self._state_lr / optimizer.lr
+            state = {key: value * ratio if key.startswith("velocity.") else value
+                     for key, value in state.items()}  # fmt: skip
+        self._state_lr = optimizer.lr
+        decay = net.model.decay_keys
+        squares = 0.0
+        if self.alpha:  # read back once per epoch, with the epoch's loss
+            squares = sum(float(xp.sum(value * value)) for key, value in net.params.items()
+                          if key in decay)  # fmt: skip
+        # epoch _epochs_seen of the one engine loop: its order is default_rng([seed, epoch]),
         # its loss the mean of the batch losses weighted by size, as scikit-learn's
-        start = Start(epoch=self.n_iter_, seed=seed, optimizer_state=state, history=None)
+        epoch = self._epochs_seen
+        start = Start(epoch=epoch, seed=seed, optimizer_state=state, history=None)
+        targets = net._targets(t, x.shape[0])
         loop = train(
-            net.model, net.backend, net.dtype, net.params, net.state, x, net._targets(t, n),
-            epochs=self.n_iter_ + 1, optimizer=optimizer, batch_size=batch_size,
+            net.model, net.backend, net.dtype, net.params, net.state, x, targets,
+            epochs=epoch + 1, optimizer=optimizer, batch_size=batch_size,
             shuffle=bool(self.shuffle), seed=seed, start=start,
         )  # fmt: skip
-        history = net._drive(loop, [], None, Progress(0, 1), self.n_iter_ + 1)
-        loss = history.loss[-1]
-        self.loss_curve_.append(loss)
-        self.n_iter_ += 1
-        self.t_ += n
-        if self.best_loss_ is not None:
-            self.best_loss_ = min(self.best_loss_, loss)
+        history = net._drive(loop, [], None, Progress(0, 1), epoch + 1)
+        self._epochs_seen += 1
+        value_scale, _ = self._loss_scales(n_outputs)
+        n_batches = math.ceil(x.shape[0] / batch_size)
+        # the L2 term of each batch at the epoch's first weights: exact for one batch
+        penalty = 0.5 * float(self.alpha) * squares * n_batches / x.shape[0]
+        return value_scale * float(history.loss[-1]) + penalty
+
+    def _update_loss(self) -> None:
+        loss = self.loss_curve_[-1]
+        if self.best_loss_ is None:  # a warm start after a fit with early stopping
+            self.best_loss_ = np.inf
+        if loss > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if loss < self.best_loss_:
+            self.best_loss_ = loss
+
+    def _update_validation(self, x_val: Array, y_val: Any) -> bool:
+        """Score the held-out part; whether it is the best so far."""
+        out = np.asarray(to_numpy(self.network_.predict(x_val)))
+        score = self._score_host(y_val, out) if np.isfinite(out).all() else np.nan
+        if self.validation_scores_ is None or self.best_validation_score_ is None:
+            # a warm start with early stopping after a fit without
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
+        self.validation_scores_.append(score)
         if self.verbose:
-            print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            print(f"Validation score: {score:f}")
+        if score < self.best_validation_score_ + self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            return True
+        return False
+
+    def _check_solver(self) -> bool:
+        if self.solver == "lbfgs":
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver} is not stochastic."
+            )
+        return True
 
     # -- prediction ------------------------------------------------------------------------
     def _inputs(self, X: Any, method: str) -> tuple[Array, Backend]:
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=_float_dtypes(X))
+        X = _dense(
+            _validate_data(
+                self, X, reset=False, accept_sparse=["csr", "csc"], dtype=_float_dtypes(X)
+            )
+        )
         io = self._check_namespace(X, method)
         net = self.network_
         return _move(X, net.backend, net.dtype), io
@@ -555,25 +723,67 @@ class _BaseMLP(BaseEstimator):
     def _result(array: Array, io: Backend) -> Array:
         return array if io.owns(array) else io.asarray(np.asarray(to_numpy(array)))
 
+    def _layer_keys(self, weights: bool) -> list[str]:
+        net = self.network_
+        decay = net.model.decay_keys
+        return [key for key in net.model.param_keys if (key in decay) == weights]
+
     @property
     def coefs_(self) -> list[Array]:
         """Weight matrices, ``coefs_[i]`` of shape ``(n_in, n_out)`` (scikit-learn's layout:
-        the transpose of anynet's ``W``), arrays of the namespace of fit's inputs."""
+        the transpose of anynet's ``W``), arrays of the namespace of fit's inputs.
+
+        Settable, as in scikit-learn: a list of arrays (any backend, NumPy, lists) of these
+        shapes replaces the weights, which the next ``fit`` with ``warm_start=True`` or
+        ``partial_fit`` starts from."""
         check_is_fitted(self)
         net = self.network_
-        params, weights = net.params, net.model.decay_keys
-        keys = [key for key in net.model.param_keys if key in weights]
         xp = net.backend.xp
-        return [self._result(xp.permute_dims(params[k], (1, 0)), self._fit_io) for k in keys]
+        return [self._result(xp.permute_dims(net.params[key], (1, 0)), self._fit_io)
+                for key in self._layer_keys(True)]  # fmt: skip
+
+    @coefs_.setter
+    def coefs_(self, value: Sequence[Any]) -> None:
+        self._set_layers("coefs_", value, weights=True)
 
     @property
     def intercepts_(self) -> list[Array]:
-        """Bias vectors, ``intercepts_[i]`` of shape ``(n_out,)``."""
+        """Bias vectors, ``intercepts_[i]`` of shape ``(n_out,)``; settable as ``coefs_``."""
         check_is_fitted(self)
         net = self.network_
-        params, weights = net.params, net.model.decay_keys
-        keys = [key for key in net.model.param_keys if key not in weights]
-        return [self._result(params[k], self._fit_io) for k in keys]
+        return [self._result(net.params[key], self._fit_io) for key in self._layer_keys(False)]
+
+    @intercepts_.setter
+    def intercepts_(self, value: Sequence[Any]) -> None:
+        self._set_layers("intercepts_", value, weights=False)
+
+    def _set_layers(self, name: str, value: Sequence[Any], *, weights: bool) -> None:
+        if not hasattr(self, "network_"):
+            raise NotFittedError(
+                f"{name} can be set on a fitted {type(self).__name__} only (fit or "
+                "partial_fit builds the network whose shapes it must have)"
+            )
+        keys = self._layer_keys(weights)
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise InputError(
+                f"{name} must be a list of {len(keys)} arrays, got {type(value).__name__}"
+            )
+        if len(value) != len(keys):
+            raise InputError(f"{name} must be a list of {len(keys)} arrays, got {len(value)}")
+        net = self.network_
+        params = net.params
+        new = {}
+        for index, (key, array) in enumerate(zip(keys, value, strict=True)):
+            host = np.asarray(to_numpy(array) if backend_of(array) is not None else array)
+            if weights and host.ndim == 2:
+                host = host.T
+            expected = tuple(params[key].shape)
+            if host.shape != expected:
+                shape = expected[::-1] if weights else expected
+                got = host.shape[::-1] if weights and host.ndim == 2 else host.shape
+                raise InputError(f"{name}[{index}] must have shape {shape}, got {got}")
+            new[key] = host
+        net.set_params({**params, **new})
 
     # -- pickling: a Network holds modules, so it travels as a plain record ------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -634,51 +844,64 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters
     ----------
-    hidden_layer_sizes : int or sequence of int, default=(100,)
-        Width of each hidden layer.
+    hidden_layer_sizes : int or array-like of int, default=(100,)
+        Width of each hidden layer (each > 0).
     activation : str, default="relu"
         Hidden activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``,
-        ``"relu"``, or any anynet activation name (``"leaky_relu"``, registered ones).
+        ``"relu"``, or any anynet hidden activation (``"leaky_relu"``, registered ones).
     solver : str, default="adam"
-        ``"adam"`` (with ``beta_1``, ``beta_2``, ``epsilon``), ``"sgd"`` (with
-        ``momentum``, ``nesterovs_momentum``), or any anynet optimizer name
-        (``"momentum"``, ``"nesterov"``, ``"adamw"``, registered ones).
+        ``"lbfgs"`` (scipy's L-BFGS-B on the whole data, anynet's gradients), ``"adam"``
+        (with ``beta_1``, ``beta_2``, ``epsilon``), ``"sgd"`` (with ``momentum``,
+        ``nesterovs_momentum``, ``learning_rate``, ``power_t``), or any anynet optimizer
+        name (``"momentum"``, ``"nesterov"``, ``"adamw"``, registered ones).
     alpha : float, default=0.0001
-        L2 penalty, as scikit-learn's ``0.5 * alpha * ||W||² / batch_size`` on the weight
-        matrices: anynet's optimizer ``l2 = alpha / batch_size``. ``loss_curve_`` holds the
-        data loss only.
+        L2 penalty as scikit-learn's: ``0.5 * alpha * sum(W**2) / n`` added to the loss
+        of each batch of ``n`` samples (all samples for lbfgs), on the weight matrices.
     batch_size : int or "auto", default="auto"
-        Minibatch size; ``"auto"`` is ``min(200, n_samples)``. Clipped to ``n_samples``.
+        Minibatch size of the stochastic solvers; ``"auto"`` is ``min(200, n_samples)``;
+        larger than ``n_samples``, clipped with a warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule of ``solver="sgd"``, scikit-learn's rules: ``"invscaling"`` sets
+        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch; ``"adaptive"``
+        divides the rate by 5 where training would stop for lack of progress, and stops
+        once the rate is at most 1e-6.
     learning_rate_init : float, default=0.001
-        The (constant) learning rate.
+        The initial learning rate of the stochastic solvers.
+    power_t : float, default=0.5
+        Exponent of ``"invscaling"``.
     max_iter : int, default=200
-        Most epochs per ``fit``.
+        Most epochs per ``fit`` (stochastic solvers), most iterations (lbfgs).
     shuffle : bool, default=True
         Reshuffle the samples every epoch (an order drawn on the host from the seed, the
-        same on every backend).
+        same on every backend; not scikit-learn's order).
     random_state : int, RandomState or None, default=None
         An int is anynet's ``seed`` itself (same initial weights as
         ``anynet.Network(..., seed=random_state)``, on every backend); otherwise a seed is
         drawn from it.
     tol : float, default=1e-4
-        Improvement below which an epoch counts as no progress.
+        Improvement below which an epoch counts as no progress; lbfgs's ``gtol``.
     verbose : bool, default=False
-        Print the loss every epoch.
+        Print the loss every epoch (scipy's progress for lbfgs).
     warm_start : bool, default=False
         ``fit`` continues from the current weights (the optimizer starts afresh).
     momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
+        Momentum of ``solver="sgd"``, in [0, 1].
     nesterovs_momentum : bool, default=True
         Nesterov momentum for ``solver="sgd"``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified) and stop when
-        the validation accuracy stops improving; the best weights are kept.
+        Hold out ``validation_fraction`` of the training data and stop when the
+        validation score stops improving; the best weights are kept. As in scikit-learn
+        1.9, the split is stratified where there is one output (two classes).
     validation_fraction : float, default=0.1
-        Held-out fraction with ``early_stopping``.
+        Held-out fraction with ``early_stopping``, in [0, 1); fewer than 2 held-out
+        samples are refused.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's parameters.
-    n_iter_no_change : int, default=10
-        Epochs without progress (by ``tol``) before stopping.
+    n_iter_no_change : int or np.inf, default=10
+        Epochs without progress (by ``tol``) before stopping (or, with
+        ``"adaptive"``, dividing the rate).
+    max_fun : int, default=15000
+        Most loss evaluations of lbfgs.
     backend : str or anynet.Backend, optional
         Where the network computes (``"numpy"``, ``"torch"``, ``"jax"``, ...). Default: the
         backend of ``X`` under ``array_api_dispatch``, else anynet's default backend
@@ -699,12 +922,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     feature_names_in_ : numpy.ndarray of shape (n_features_in_,)
         Only when ``X`` had string feature names (pandas).
     loss_curve_ : list of float
-        Training loss (binary or categorical cross-entropy, mean over the epoch's batches)
-        of each epoch.
+        scikit-learn's training loss of each epoch (stochastic solvers only): the
+        cross-entropy plus the L2 term, averaged over the epoch's batches by size. anynet
+        evaluates each batch's L2 term at the epoch's first weights: exact with one batch.
+    loss_ : float
+        The last epoch's loss, or lbfgs's final objective.
     n_iter_ : int
-        Epochs run (summed over warm starts and partial_fit calls).
+        Epochs (iterations for lbfgs) of the last ``fit`` or ``partial_fit`` call, as in
+        scikit-learn (1 after each ``partial_fit``).
     t_ : int
-        Training samples seen.
+        Training samples seen by the stochastic solvers, over all calls (0 with lbfgs).
     best_loss_ : float or None
         Lowest training loss; None with ``early_stopping``.
     validation_scores_ : list of float or None
@@ -734,29 +961,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _is_classifier = True
 
     def _validate_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> Any:
+        if type_of_target(y) == "multilabel-indicator":
+            raise NotImplementedError(
+                "MLPClassifier: multilabel y (an indicator matrix) needs a multilabel head "
+                "in anynet's core, which this version does not have"
+            )
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        if first and incremental:
-            if classes is None:
-                raise ValueError(
-                    "classes must be passed on the first call to partial_fit, got classes=None"
-                )
-            self.classes_ = np.unique(np.asarray(_host(classes)))
-        elif first:
+        if first and not incremental:
             self.classes_ = np.unique(y)
-        elif incremental:
-            if classes is not None and not np.array_equal(
-                np.unique(np.asarray(_host(classes))), self.classes_
-            ):
+        elif not incremental or self.warm_start:
+            labels = unique_labels(y)
+            if self.warm_start and set(labels) != set(self.classes_):
                 raise ValueError(
-                    f"classes must be those of the first call to partial_fit, "
-                    f"{list(self.classes_)}, got {list(np.unique(classes))}"
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {self.classes_}, `y` has {labels}"
                 )
-        elif set(np.unique(y).tolist()) != set(self.classes_.tolist()):
-            raise ValueError(
-                "warm_start can only be used where `y` has the same classes as in the "
-                f"previous call to fit. Previously got {self.classes_}, `y` has {np.unique(y)}"
-            )
         if len(self.classes_) < 2:
             raise ValueError(f"y must hold at least 2 classes, got 1 class: {list(self.classes_)}")
         codes = np.searchsorted(self.classes_, y)
@@ -765,7 +985,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         known[inside] = self.classes_[codes[inside]] == y[inside]
         if not known.all():
             raise ValueError(
-                f"y has classes not in classes_ {list(self.classes_)}: {list(np.unique(y[~known]))}"
+                "`y` has classes not in `self.classes_`. "
+                f"`self.classes_` has {self.classes_}. 'y' has {unique_labels(y)}."
             )
         n_outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
         return codes.astype(np.int64), n_outputs
@@ -773,23 +994,42 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _output_activation(self, n_outputs: int) -> tuple[str, str]:
         return ("sigmoid", "logistic") if n_outputs == 1 else ("softmax", "softmax")
 
-    def fit(self, X: Any, y: Any) -> MLPClassifier:
+    def _score_host(self, y_true: Any, y_pred: Any) -> float:
+        return float(accuracy_score(y_true, y_pred))
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Sparse matrices are densified (anynet's layers take dense inputs).
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+            Validated as scikit-learn does; anything but None raises NotImplementedError
+            (weighted losses are not in anynet's ``Network.fit`` yet).
 
         Returns
         -------
         MLPClassifier
             ``self``.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+    ) -> MLPClassifier:
         """One epoch over ``X, y``, continuing the weights and the optimizer's state.
+
+        Not available with ``solver="lbfgs"`` (an AttributeError, as in scikit-learn).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`.
         classes : array-like of shape (n_classes,), optional
             Every label that will ever appear; required on the first call.
 
@@ -798,7 +1038,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         MLPClassifier
             ``self``.
         """
-        return self._fit(X, y, incremental=True, classes=classes)
+        if _check_partial_fit_first_call(self, _host(classes)):
+            for name in ("network_", "_learning_rate"):
+                self.__dict__.pop(name, None)  # a first call starts afresh
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
@@ -832,6 +1075,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
+        tags.input_tags.sparse = True
         return tags
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
@@ -844,23 +1088,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor on any anynet backend, scikit-learn style.
 
-    An identity output trained on the mean squared error; ``y`` of shape (n_samples,)
-    or (n_samples, n_outputs) for several outputs at once.
+    An identity output trained on the squared error, with scikit-learn's gradient
+    (``(prediction - y) / n_samples`` whatever the number of outputs); ``y`` of shape
+    (n_samples,) or (n_samples, n_outputs) for several outputs at once.
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, max_iter, \
-shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping, \
-validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, backend, device, dtype
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        scikit-learn's half squared error. ``"poisson"`` is validated but raises
+        NotImplementedError: anynet's core has no Poisson loss yet.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
+learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, \
+momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, \
+n_iter_no_change, max_fun, backend, device, dtype
         As for :class:`MLPClassifier`; ``early_stopping`` watches the validation R² (the
         held-out part is not stratified).
 
     Attributes
     ----------
     n_features_in_, feature_names_in_, loss_curve_, n_iter_, t_, best_loss_, \
-validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, network_
-        As for :class:`MLPClassifier`; ``loss_curve_`` holds anynet's mean squared error
-        (the mean of ``(prediction - y)**2``, without scikit-learn's factor 1/2).
+validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss_, network_
+        As for :class:`MLPClassifier`; ``loss_curve_`` and ``loss_`` hold scikit-learn's
+        loss, half the mean of ``(prediction - y)**2`` plus the L2 term.
     n_outputs_ : int
         Number of targets.
     out_activation_ : str
@@ -872,13 +1121,77 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, netw
     >>> from anynet.sklearn import MLPRegressor
     >>> X = np.linspace(-2, 2, 1000).reshape(-1, 1)
     >>> y = np.sin(2 * X[:, 0])
-    >>> reg = MLPRegressor((32,), activation="tanh", learning_rate_init=0.01, max_iter=300,
-    ...                    random_state=0).fit(X, y)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh",
+    ...                    learning_rate_init=0.01, max_iter=300, random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.9
     True
     """
 
     _is_classifier = False
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
+        backend: str | Backend | None = None,
+        device: Any = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.loss = loss
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            backend=backend, device=device, dtype=dtype,
+        )  # fmt: skip
+
+    @property
+    def _parameter_constraints(self) -> dict[str, Any]:
+        return {**_constraints(), "loss": [StrOptions({"squared_error", "poisson"})]}
+
+    def _check_loss(self) -> None:
+        if self.loss == "poisson":
+            raise NotImplementedError(
+                "MLPRegressor: loss='poisson' needs a Poisson loss with an exponential "
+                "output in anynet's core, which this version does not have; use "
+                "loss='squared_error'"
+            )
+
+    def _loss_scales(self, n_outputs: int) -> tuple[float, float]:
+        # scikit-learn's squared error is half the mean over all elements (anynet's mse
+        # is the mean), and its gradient is (prediction - y) / n_samples whatever the
+        # number of outputs: n_outputs / 2 times the gradient of anynet's mse
+        return 0.5, n_outputs / 2
+
+    def _score_host(self, y_true: Any, y_pred: Any) -> float:
+        return float(r2_score(y_true, y_pred))
 
     def _validate_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> Any:
         y = np.asarray(y)
@@ -890,25 +1203,32 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, netw
     def _output_activation(self, n_outputs: int) -> tuple[str, str]:
         return "identity", "identity"
 
-    def fit(self, X: Any, y: Any) -> MLPRegressor:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples[, n_outputs]).
 
+        ``X`` may be a scipy sparse matrix (densified); ``sample_weight`` as for
+        :meth:`MLPClassifier.fit`.
+
         Returns
         -------
         MLPRegressor
             ``self``.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``X, y``, continuing the weights and the optimizer's state.
 
+        Not available with ``solver="lbfgs"`` (an AttributeError, as for scikit-learn's
+        classifier).
+
         Returns
         -------
         MLPRegressor
             ``self``.
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X: Any) -> Array:
         """Predictions, shape (n_samples,) for one target, (n_samples, n_outputs) otherwise.
@@ -929,4 +1249,5 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, netw
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.array_api_support = True
+        tags.input_tags.sparse = True
         return tags

@@ -183,7 +183,7 @@ def test_learning_curves_of_a_fitted_estimator():
     from anynet.sklearn import MLPRegressor
 
     X = np.random.default_rng(0).normal(size=(200, 3))
-    reg = MLPRegressor((8,), early_stopping=True, max_iter=15, random_state=0)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), early_stopping=True, max_iter=15, random_state=0)
     reg.fit(X, X @ [1.0, 2.0, -1.0])
     loss_ax, score_ax = plot.learning_curves(reg).axes
     np.testing.assert_array_equal(loss_ax.get_lines()[0].get_ydata(), reg.loss_curve_)
