@@ -107,11 +107,12 @@ def apply(
 
 
 def _value_and_grads(
-    model: Model, params: Params, state: Params, X: Array, y: Array, train: bool, xp: Any
-) -> tuple[Array, Params, Params]:
+    model: Model, params: Params, state: Params, X: Array, y: Array, train: bool, xp: Any,
+    w: Array | None = None,
+) -> tuple[Array, Params, Params]:  # fmt: skip
     """Loss, gradients and new state for ``y`` as ``fit`` takes it (encoded traceably)."""
     z, caches, new_state = model.forward(params, state, X, xp=xp, train=train)
-    value, dz = model.head.loss_and_delta(z, model.head.targets(y, z, xp=xp), xp=xp)
+    value, dz = model.head.loss_and_delta(z, model.head.targets(y, z, xp=xp), xp=xp, w=w)
     return value, model.backward(params, caches, dz, xp=xp), new_state
 
 
@@ -123,14 +124,19 @@ def value_and_grad(
     *,
     state: Params | None = None,
     train: bool = False,
+    sample_weight: Array | None = None,
 ) -> Any:
     """Mean loss (0-d array) and its gradients (hand-written backprop, ``params``' keys).
 
     ``y`` as ``fit`` takes it: 0/1 labels, integer classes or one-hot rows, values.
+    ``sample_weight``: an array ``(n_samples,)`` of the parameters' dtype and device
+    (unchecked): the weighted mean loss, as ``fit(sample_weight=...)``.
     Returns ``(loss, grads)``, or ``(loss, grads, new_state)`` when ``state`` is given.
     """
     xp = _namespace(params, X)
-    value, grads, new_state = _value_and_grads(model, params, _state(model, state), X, y, train, xp)
+    value, grads, new_state = _value_and_grads(
+        model, params, _state(model, state), X, y, train, xp, sample_weight
+    )
     return (value, grads) if state is None else (value, grads, new_state)
 
 
@@ -144,6 +150,7 @@ def train_step(
     *,
     state: Params | None = None,
     lr: Any = None,
+    sample_weight: Array | None = None,
 ) -> Any:
     """One optimizer step in training mode.
 
@@ -160,6 +167,9 @@ def train_step(
         Layer state; required for models that have some.
     lr : float or 0-d array, optional
         Learning rate; default ``optimizer.lr``.
+    sample_weight : array, shape (n_samples,), optional
+        Weights of the batch's samples, in the parameters' dtype and device (unchecked):
+        the loss is their weighted mean, as ``fit(sample_weight=...)``.
 
     Returns
     -------
@@ -174,7 +184,7 @@ def train_step(
     rate = optimizer.lr if lr is None else lr
     # the fit engine's step, in its plain form (optimizer.update, nothing in place)
     params, opt_state, new_state, value = step(
-        model, optimizer, params, opt_state, own_state, X, targets, rate, xp=xp
+        model, optimizer, params, opt_state, own_state, X, targets, rate, xp=xp, w=sample_weight
     )
     if state is None:
         return params, opt_state, value
