@@ -34,11 +34,12 @@ def test_sparse_inference_gives_the_dense_numbers(backend, fmt):
     X, y, _ = _data(fmt=fmt)
     dense = X.toarray()
     net = _net(backend)
-    for method in ("forward", "predict", "predict_proba"):
+    for method in ("forward", "predict", "predict_proba"):  # the same batches of rows
         got = an.to_numpy(getattr(net, method)(X, batch_size=7))
-        np.testing.assert_array_equal(got, an.to_numpy(getattr(net, method)(dense)), method)
-    assert net.score(X, y, batch_size=7) == net.score(dense, y)
-    assert net.loss(X, y, batch_size=7) == pytest.approx(net.loss(dense, y), rel=1e-15)
+        want = an.to_numpy(getattr(net, method)(dense, batch_size=7))
+        np.testing.assert_array_equal(got, want, method)
+    assert net.score(X, y, batch_size=7) == net.score(dense, y, batch_size=7)
+    assert net.loss(X, y, batch_size=7) == net.loss(dense, y, batch_size=7)
     w = np.linspace(0.5, 2.0, X.shape[0])
     assert net.loss(X, y, sample_weight=w) == pytest.approx(
         net.loss(dense, y, sample_weight=w), rel=1e-15
