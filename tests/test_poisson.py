@@ -12,6 +12,7 @@ import pytest
 import anynet as an
 from anynet.layers import Dense, Exp
 from anynet.losses import Poisson
+from anynet.testing import check_gradients
 
 sk_base = pytest.importorskip("sklearn.neural_network._base")
 
@@ -144,3 +145,11 @@ def test_a_poisson_network_saves_and_loads(tmp_path):
     back = an.load(tmp_path / "p.npz")
     assert back.loss_name == "poisson"
     np.testing.assert_array_equal(an.to_numpy(back.predict(X)), an.to_numpy(net.predict(X)))
+
+
+@pytest.mark.parametrize("oracle", ["torch", "jax"])
+def test_gradients_match_autodiff(backend, oracle):
+    pytest.importorskip(oracle)
+    X, y = _counts(seed=4)
+    report = check_gradients(_net(backend), X, y, oracle=oracle)
+    assert report.ok, report
