@@ -521,9 +521,10 @@ class Network:
                                     "sample_weight")  # fmt: skip
         xp, head = host.xp, self.model.head
         with host.float_errors_silenced():
-            return head.loss_value(z, t, xp=xp, w=w), head.score(
-                head.output(z, xp=xp), t, xp=xp, w=w
-            )
+            value = head.loss_value(z, t, xp=xp, w=w)
+            score = head.score(head.output(z, xp=xp), t, xp=xp, w=w)
+        # two host numbers, as arrays of the network's backend (what loss and score check)
+        return self.backend.asarray(np.asarray(value)), self.backend.asarray(np.asarray(score))
 
     def loss(
         self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,

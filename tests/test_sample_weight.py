@@ -290,3 +290,17 @@ def test_a_loss_without_weights_refuses_them(backend):
     net.fit(X, y, epochs=1)  # unweighted: as before
     with pytest.raises(an.InputError, match="'Halved' does not"):
         net.fit(X, y, sample_weight=w, epochs=1)
+
+
+@pytest.mark.needs("dask")
+def test_dask_inputs_take_sample_weights(backend):
+    import dask.array as da
+
+    X, w, rng = _data(13)
+    y = CASES["binary"][3](rng, X)
+    net = _net("binary", backend)
+    lazy_X, lazy_w = da.from_array(X, chunks=10), da.from_array(w, chunks=10)
+    assert net.loss(lazy_X, y, sample_weight=lazy_w) == pytest.approx(
+        net.loss(X, y, sample_weight=w), rel=1e-14
+    )
+    assert net.score(lazy_X, y, sample_weight=w) == net.score(X, y, sample_weight=w)
