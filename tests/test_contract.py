@@ -520,10 +520,14 @@ def weighted_loop(net, X, y, w, *, epochs, optimizer, batch_size, seed):
 
 
 @pytest.mark.parametrize("batch_size", [None, 16], ids=["full-batch", "minibatch"])
-@pytest.mark.parametrize("wide", [False, True], ids=["small", "in-place"])
+@pytest.mark.parametrize("wide", [False, True, "layerwise"],
+                         ids=["small", "in-place", "layer-by-layer"])  # fmt: skip
 @pytest.mark.parametrize("engine", ["eager", "auto"])
-def test_sample_weights_are_shuffled_with_the_rows_on_every_path(backend, engine, wide,
-                                                                 batch_size):  # fmt: skip
+def test_sample_weights_are_shuffled_with_the_rows_on_every_path(
+    backend, engine, wide, batch_size, monkeypatch
+):
+    if wide == "layerwise":
+        monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1)
     X, y = _data(n=60)
     w = np.random.default_rng(5).uniform(0.0, 3.0, size=60)
     if wide:
