@@ -304,3 +304,21 @@ def test_dask_inputs_take_sample_weights(backend):
         net.loss(X, y, sample_weight=w), rel=1e-14
     )
     assert net.score(lazy_X, y, sample_weight=w) == net.score(X, y, sample_weight=w)
+
+
+def test_a_weighted_run_resumes_exactly_and_only_with_its_weights(backend, tmp_path):
+    X, w, rng = _data(14)
+    y = CASES["binary"][3](rng, X)
+    path = tmp_path / "run.npz"
+    whole = _net("binary", backend)
+    whole.fit(X, y, sample_weight=w, epochs=4, lr=0.5, batch_size=10, seed=1)
+    first = _net("binary", backend)
+    first.fit(X, y, sample_weight=w, epochs=2, lr=0.5, batch_size=10, seed=1, checkpoint=path,
+              checkpoint_every=2)  # fmt: skip
+    resumed = _net("binary", backend)
+    resumed.fit(X, y, sample_weight=w, epochs=4, lr=0.5, batch_size=10, seed=1, resume=path)
+    for key in whole.params:
+        np.testing.assert_array_equal(an.to_numpy(resumed.params[key]),
+                                      an.to_numpy(whole.params[key]))  # fmt: skip
+    with pytest.raises(an.InputError, match="other data"):
+        _net("binary", backend).fit(X, y, epochs=4, lr=0.5, batch_size=10, seed=1, resume=path)
