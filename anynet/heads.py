@@ -144,6 +144,11 @@ class Head:
 
     # -- classes (class weights) ---------------------------------------------------------
     @property
+    def multilabel(self) -> bool:
+        """Whether each output is a label of its own (several sigmoid outputs)."""
+        return False
+
+    @property
     def n_classes(self) -> int:
         """Classes of a one-label classifier (2 for one sigmoid output)."""
         return self.n_outputs
