@@ -323,3 +323,72 @@ def _finish(array: Array, on_host: bool, backend: Backend, dtype: str) -> Array:
     xp = array_namespace(array)
     wanted = backend.dtype(dtype)
     return array if array.dtype == wanted else xp.astype(array, wanted)
+
+
+def check_sample_weight(
+    value: Any, n_samples: int, backend: Backend, dtype: str, name: str = "sample_weight"
+) -> Array:
+    """Sample weights: ``(n_samples,)`` real numbers, finite, >= 0, not all 0; on the
+    backend's device in ``dtype``."""
+    array, on_host = to_own_backend(value, backend, name)
+    xp = array_namespace(array)
+    _check_numeric(array, xp, name, allow_bool=True)
+    if tuple(array.shape) != (n_samples,):
+        raise InputError(
+            f"{name} must have shape ({n_samples},) (one weight per sample), "
+            f"got shape {tuple(array.shape)}"
+        )
+    if xp.isdtype(array.dtype, "bool"):
+        array = xp.astype(array, xp.int32)
+    _check_finite(array, xp, name)
+    low = float(to_numpy(xp.min(array)))
+    if low < 0:
+        raise InputError(f"{name} must be >= 0, got a minimum of {low!r}")
+    if not bool(xp.any(array > 0)):
+        raise InputError(f"{name} must not be all zero (the weighted mean is undefined)")
+    _check_range(array, xp, name, dtype)
+    return _finish(array, on_host, backend, dtype)
+
+
+def check_class_weight(
+    class_weight: Any, head: Any, t: Array, w: Array | None, backend: Backend, dtype: str
+) -> Array:
+    """Sample weights ``(n,)`` from ``class_weight`` (``"balanced"`` or ``{class: weight}``)
+    and the head's encoded targets ``t``, times the sample weights ``w`` when given.
+
+    ``"balanced"`` is scikit-learn's ``compute_class_weight("balanced", classes=
+    np.unique(y), y=y)``: ``n_samples / (n_classes * bincount(y))``, ``n_classes`` the
+    classes present.
+    """
+    labels = head.class_labels(to_numpy(t), "class_weight")
+    n_classes = head.n_classes
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise InputError(
+                f"class_weight must be 'balanced' or a dict {{class: weight}}, got {class_weight!r}"
+            )
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = labels.size / (int(np.sum(present)) * counts[present])
+    elif isinstance(class_weight, dict):
+        per_class = np.ones(n_classes)
+        for key, weight in class_weight.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+                raise InputError(
+                    f"class_weight keys must be class labels 0 .. {n_classes - 1}, got {key!r}"
+                )
+            if not 0 <= int(key) < n_classes:
+                raise InputError(
+                    f"class_weight keys must be class labels 0 .. {n_classes - 1}, got {key!r}"
+                )
+            per_class[int(key)] = check_non_negative_float(weight, f"class_weight[{key!r}]")
+    else:
+        raise InputError(
+            "class_weight must be 'balanced' or a dict {class: weight}, "
+            f"got {type(class_weight).__name__}"
+        )
+    weights = per_class[labels]
+    if w is not None:
+        weights = weights * to_numpy(w).astype(np.float64)
+    return check_sample_weight(weights, labels.size, backend, dtype, "class_weight")

@@ -20,6 +20,8 @@ from typing import Any
 from array_api_compat import array_namespace
 
 __all__ = [
+    "exp",
+    "exp_backward",
     "identity",
     "identity_backward",
     "leaky_relu",
@@ -108,6 +110,17 @@ def identity(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
 def identity_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     """``da`` unchanged."""
     return da
+
+
+def exp(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
+    """``exp(z)`` elementwise: the inverse of the log link (Poisson regression's output)."""
+    xp = array_namespace(z) if xp is None else xp
+    return xp.exp(z)
+
+
+def exp_backward(da: Array, z: Array, a: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
+    """``da * exp(z)``, from the output ``a = exp(z)``."""
+    return da * a
 
 
 def softmax(z: Array, /, *, axis: int = -1, xp: Any = None) -> Array:

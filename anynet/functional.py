@@ -171,11 +171,12 @@ def _apply(
 
 def _value_and_grads(
     model: Model, head: Head, params: Params, state: Params, X: Array, y: Array, train: bool,
-    xp: Any,
+    xp: Any, w: Array | None = None,
 ) -> tuple[Array, Params, Params]:  # fmt: skip
-    """Loss, gradients and new state for ``y`` as ``fit`` takes it (encoded traceably)."""
+    """Loss, gradients and new state for ``y`` as ``fit`` takes it (encoded traceably);
+    ``w``: sample weights (the weighted mean loss)."""
     z, caches, new_state = model.forward(params, state, X, xp=xp, train=train)
-    value, dz = head.loss_and_delta(z, head.targets(y, z, xp=xp), xp=xp)
+    value, dz = head.loss_and_delta(z, head.targets(y, z, xp=xp), xp=xp, w=w)
     return value, model.backward(params, caches, dz, xp=xp), new_state
 
 
@@ -196,6 +197,7 @@ def value_and_grad(
     state: Params | None = None,
     train: bool = False,
     loss: str | Loss | None = None,
+    sample_weight: Array | None = None,
 ) -> Any:
     """Mean loss (0-d array) and its gradients (hand-written backprop, ``params``' keys).
 
@@ -218,6 +220,9 @@ def value_and_grad(
         ``value`` and ``gradient``, or ``fused``, give the loss and ``dL/dz``). It must
         fit the model's output activation (a loss that declares a head needs its
         activation); the labels are checked against it.
+    sample_weight : array, shape (n_samples,), optional
+        Of the parameters' dtype and device (unchecked): the weighted mean loss, as
+        ``fit(sample_weight=...)``.
 
     Returns
     -------
@@ -227,7 +232,7 @@ def value_and_grad(
     xp = _namespace("value_and_grad", params, X, y=y, state=state)
     _check_labels(head, y, X, xp)
     value, grads, new_state = _value_and_grads(
-        model, head, params, _state(model, state), X, y, train, xp
+        model, head, params, _state(model, state), X, y, train, xp, sample_weight
     )
     return (value, grads) if state is None else (value, grads, new_state)
 
@@ -242,6 +247,7 @@ def train_step(
     *,
     state: Params | None = None,
     lr: Any = None,
+    sample_weight: Array | None = None,
 ) -> Any:
     """One optimizer step in training mode.
 
@@ -259,6 +265,9 @@ def train_step(
         Layer state; required for models that have some.
     lr : float or 0-d array, optional
         Learning rate; default ``optimizer.lr``.
+    sample_weight : array, shape (n_samples,), optional
+        Weights of the batch's samples, in the parameters' dtype and device (unchecked):
+        the loss is their weighted mean, as ``fit(sample_weight=...)``.
 
     Returns
     -------
@@ -274,7 +283,7 @@ def train_step(
     rate = optimizer.lr if lr is None else lr
     # the fit engine's step, in its plain form (optimizer.update, nothing in place)
     params, opt_state, new_state, value = step(
-        model, optimizer, params, opt_state, own_state, X, targets, rate, xp=xp
+        model, optimizer, params, opt_state, own_state, X, targets, rate, xp=xp, w=sample_weight
     )
     if state is None:
         return params, opt_state, value

@@ -2,11 +2,20 @@
 
 Three kinds, one object each:
 
-* :class:`BinaryHead` — sigmoid outputs, 0/1 labels (one or several per sample);
-  ``predict`` thresholds at 0.5, ``score`` is the accuracy.
+* :class:`BinaryHead` — sigmoid outputs, 0/1 labels (one or several per sample:
+  ``K`` sigmoid outputs are a multilabel classifier, targets an indicator matrix
+  ``(n, K)``); ``predict`` thresholds at 0.5, ``score`` is the accuracy (for several
+  labels the subset accuracy: a sample counts when all its labels are right, as
+  scikit-learn's ``accuracy_score``).
 * :class:`MulticlassHead` — softmax outputs, integer labels (one-hot encoded here,
   whatever the loss) or one-hot/probability rows; ``predict`` is the argmax.
-* :class:`RegressionHead` — any other output activation; ``score`` is R².
+* :class:`RegressionHead` — any other output activation; ``score`` is R² (averaged
+  over the outputs, as scikit-learn's ``r2_score`` default ``"uniform_average"``).
+
+Every method that reduces over samples takes optional sample weights ``w (n,)``: the
+loss is then the weighted mean (:mod:`anynet.losses`), the accuracy
+``sum(w * hit) / sum(w)`` and R² the weighted one, as scikit-learn's
+``sample_weight``.
 
 :func:`make_head` picks the kind from the loss (a loss declares its head) or from
 the output activation; this module is the only place that decides it.
@@ -17,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import array_namespace
 
 from .backend import to_numpy
@@ -50,32 +60,46 @@ class Head:
         """Output activations from logits."""
         return self.activation.value(z, xp=xp)
 
-    def loss_and_delta(self, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array]:
-        """Mean loss (0-d) and ``dL/dz`` from logits ``z`` and encoded targets ``t``."""
-        fused = self.loss.fused(self.activation, z, t, xp=xp)
+    def _weighted(self, w: Array | None) -> dict[str, Array]:
+        """The loss's keyword for sample weights: none without them."""
+        return {} if w is None else {"w": w}
+
+    def loss_and_delta(
+        self, z: Array, t: Array, *, xp: Any, w: Array | None = None
+    ) -> tuple[Array, Array]:
+        """Mean loss (0-d) and ``dL/dz`` from logits ``z`` and encoded targets ``t``
+        (the weighted mean with sample weights ``w (n,)``)."""
+        weights = self._weighted(w)
+        fused = self.loss.fused(self.activation, z, t, xp=xp, **weights)
         if fused is not None:
             return fused
         a = self.activation.value(z, xp=xp)
-        value = self.loss.value(a, t, xp=xp)
-        da = self.loss.gradient(a, t, xp=xp)
+        value = self.loss.value(a, t, xp=xp, **weights)
+        da = self.loss.gradient(a, t, xp=xp, **weights)
         return value, self.activation.derivative(da, z, a, xp=xp)
 
-    def loss_value(self, z: Array, t: Array, *, xp: Any) -> Array:
+    def loss_value(self, z: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
         """Mean loss (0-d) only (the fused value when there is one)."""
-        fused = self.loss.fused(self.activation, z, t, xp=xp)
+        weights = self._weighted(w)
+        fused = self.loss.fused(self.activation, z, t, xp=xp, **weights)
         if fused is not None:
             return fused[0]
-        return self.loss.value(self.activation.value(z, xp=xp), t, xp=xp)
+        return self.loss.value(self.activation.value(z, xp=xp), t, xp=xp, **weights)
 
-    def score(self, a: Array, t: Array, *, xp: Any) -> Array:
-        """Accuracy (classifiers) or R² (regressors) of outputs ``a``, 0-d."""
+    def score(self, a: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        """Accuracy (classifiers) or R² (regressors) of outputs ``a``, 0-d; weighted by
+        ``w (n,)`` when given."""
+        if w is not None:
+            column = xp.reshape(w, (w.shape[0], 1))
+            mean = xp.sum(column * t, axis=0, keepdims=True) / _positive(xp.sum(w), xp)
+            residual = xp.sum(column * ((t - a) * (t - a)), axis=0)
+            centred = t - mean
+            total = xp.sum(column * (centred * centred), axis=0)
+            return _r2(residual, total, a, xp)
         residual = xp.sum((t - a) * (t - a), axis=0)
         centred = t - xp.mean(t, axis=0, keepdims=True)
         total = xp.sum(centred * centred, axis=0)
-        varies = total > 0
-        ratio = residual / xp.where(varies, total, xp.ones_like(total))
-        exact = xp.astype(residual == 0, a.dtype)
-        return xp.mean(xp.where(varies, 1 - ratio, exact))
+        return _r2(residual, total, a, xp)
 
     def predict(self, a: Array, *, xp: Any, int_dtype: Any) -> Array:
         """Predictions from outputs: values, ``(n,)`` for one output."""
@@ -118,6 +142,25 @@ class Head:
     def describe(self) -> str:
         return f"{self.activation.describe()} + {self.loss.name}"
 
+    # -- classes (class weights) ---------------------------------------------------------
+    @property
+    def multilabel(self) -> bool:
+        """Whether each output is a label of its own (several sigmoid outputs)."""
+        return False
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of a one-label classifier (2 for one sigmoid output)."""
+        return self.n_outputs
+
+    def class_labels(self, t: np.ndarray, name: str) -> np.ndarray:
+        """Integer class of each sample ``(n,)`` from encoded host targets ``t (n, k)``;
+        InputError (naming ``name``) for heads without one class per sample."""
+        raise InputError(
+            f"{name} needs a classifier with one label per sample (a sigmoid output or a "
+            f"softmax), this network's output is {self.activation.name!r} (a regressor)"
+        )
+
 
 @dataclass(frozen=True)
 class BinaryHead(Head):
@@ -127,8 +170,16 @@ class BinaryHead(Head):
     is_classifier: ClassVar[bool] = True
     default_loss: ClassVar[str] = "binary_crossentropy"
 
-    def score(self, a: Array, t: Array, *, xp: Any) -> Array:
-        return xp.mean(xp.astype(xp.astype(a > 0.5, a.dtype) == t, a.dtype))
+    @property
+    def multilabel(self) -> bool:
+        """Several sigmoid outputs: one 0/1 label per output and sample."""
+        return self.n_outputs > 1
+
+    def score(self, a: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        """Accuracy; for several labels the subset accuracy (all of a sample's labels right)."""
+        right = xp.astype(a > 0.5, a.dtype) == t
+        hits = right[:, 0] if self.n_outputs == 1 else xp.all(right, axis=1)
+        return _accuracy(hits, a.dtype, w, xp)
 
     def predict(self, a: Array, *, xp: Any, int_dtype: Any) -> Array:
         labels = xp.astype(a > 0.5, int_dtype)
@@ -136,6 +187,18 @@ class BinaryHead(Head):
 
     def predict_proba(self, a: Array, *, xp: Any) -> Array:
         return xp.concat([1 - a, a], axis=1) if self.n_outputs == 1 else a
+
+    @property
+    def n_classes(self) -> int:
+        return 2
+
+    def class_labels(self, t: np.ndarray, name: str) -> np.ndarray:
+        if self.multilabel:
+            raise InputError(
+                f"{name} needs one label per sample, this network has {self.n_outputs} sigmoid "
+                "outputs (multilabel); pass sample_weight instead"
+            )
+        return t[:, 0].astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -146,15 +209,23 @@ class MulticlassHead(Head):
     is_classifier: ClassVar[bool] = True
     default_loss: ClassVar[str] = "categorical_crossentropy"
 
-    def score(self, a: Array, t: Array, *, xp: Any) -> Array:
+    def score(self, a: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
         hits = xp.argmax(a, axis=1) == xp.argmax(t, axis=1)
-        return xp.mean(xp.astype(hits, a.dtype))
+        return _accuracy(hits, a.dtype, w, xp)
 
     def predict(self, a: Array, *, xp: Any, int_dtype: Any) -> Array:
         return xp.astype(xp.argmax(a, axis=1), int_dtype)
 
     def predict_proba(self, a: Array, *, xp: Any) -> Array:
         return a
+
+    def class_labels(self, t: np.ndarray, name: str) -> np.ndarray:
+        if not np.all((t == 0) | (t == 1)):
+            raise InputError(
+                f"{name} needs class labels or one-hot rows, y holds probability rows "
+                "(soft labels); pass sample_weight instead"
+            )
+        return np.argmax(t, axis=1).astype(np.int64)
 
     def targets(self, y: Array, like: Array, *, xp: Any) -> Array:
         if y.ndim == 1:
@@ -174,6 +245,27 @@ class RegressionHead(Head):
     """Any other output activation (identity by default): values; R² as the score."""
 
     kind: ClassVar[str] = "regression"
+
+
+def _positive(total: Array, xp: Any) -> Array:
+    """A sum of weights, 1 where it is 0 (whose numerators are 0 too)."""
+    return xp.where(total > 0, total, xp.ones_like(total))
+
+
+def _accuracy(hits: Array, dtype: Any, w: Array | None, xp: Any) -> Array:
+    """``mean(hits)``, or ``sum(w * hits) / sum(w)``."""
+    if w is None:
+        return xp.mean(xp.astype(hits, dtype))
+    return xp.sum(w * xp.astype(hits, dtype)) / _positive(xp.sum(w), xp)
+
+
+def _r2(residual: Array, total: Array, a: Array, xp: Any) -> Array:
+    """R² per output, averaged; a constant target column scores 1 if fitted exactly, else 0
+    (scikit-learn's ``force_finite``)."""
+    varies = total > 0
+    ratio = residual / xp.where(varies, total, xp.ones_like(total))
+    exact = xp.astype(residual == 0, a.dtype)
+    return xp.mean(xp.where(varies, 1 - ratio, exact))
 
 
 _KINDS: dict[str, type[Head]] = {
@@ -196,18 +288,22 @@ def _kind_of(activation: Activation) -> str:
     return "regression"
 
 
+def _output_activation(item: Activation | str) -> Activation:
+    layer = as_layer(item, "output activation")
+    if not isinstance(layer, Activation):
+        raise InputError(f"output activation must be an anynet.layers.Activation, got {layer!r}")
+    return layer
+
+
 def make_head(activation: Activation | str | None, loss: Loss | str | None, n_outputs: int) -> Head:
     """The head for an output activation (None: the loss's default) and a loss (None:
     the activation's default), checked against each other and the output width."""
     if activation is not None:
-        layer = as_layer(activation, "output activation")
-        if not isinstance(layer, Activation):
-            raise InputError(
-                f"output activation must be an anynet.layers.Activation, got {layer!r}"
-            )
-        activation = layer
+        activation = _output_activation(activation)
     if loss is not None:
         loss = get_loss(loss)
+    if activation is None and loss is not None and loss.default_activation is not None:
+        activation = _output_activation(loss.default_activation)
     if activation is None:
         kind = loss.head if loss is not None and loss.head is not None else "regression"
         activation = _DEFAULT_ACTIVATION[kind]()
@@ -215,7 +311,11 @@ def make_head(activation: Activation | str | None, loss: Loss | str | None, n_ou
     if loss is None:
         loss = get_loss(_KINDS[kind].default_loss)
     if loss.head is not None and loss.head != kind:
-        wanted = _DEFAULT_ACTIVATION[loss.head]()
+        wanted = (
+            _DEFAULT_ACTIVATION[loss.head]()
+            if loss.default_activation is None
+            else _output_activation(loss.default_activation)
+        )
         raise InputError(
             f"loss {loss.name!r} needs a {wanted.name!r} output activation, got {activation.name!r}"
         )

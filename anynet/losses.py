@@ -7,6 +7,17 @@ Definitions (``n`` samples, ``k`` outputs, targets ``t`` shaped like the outputs
 * ``categorical_crossentropy``: ``-mean over samples of sum_k t_k * log(p_k)``;
   with one-hot ``t`` that is ``-mean(log p[label])``.
 * ``mse``: ``mean((p - t)**2)`` over all ``n * k`` elements.
+* ``poisson``: half the Poisson deviance, ``mean(t * log(t / p) - t + p)`` over all
+  ``n * k`` elements (``0 * log 0 = 0``), for counts ``t >= 0`` and a positive output
+  ``p = exp(z)`` (the log link; ``exp`` is its default output activation). For one
+  output it is scikit-learn's ``MLPRegressor(loss="poisson")`` loss.
+
+Sample weights ``w (n,)`` (``sample_weight`` of :meth:`anynet.Network.fit`) turn each
+mean over samples into the weighted mean ``sum_i w_i l_i / sum_i w_i``, where ``l_i`` is
+sample ``i``'s loss (its mean over the ``k`` outputs for the elementwise losses, the sum
+over classes for categorical cross-entropy), as scikit-learn's ``np.average(...,
+weights=sample_weight)`` does; with all weights 1 it is the unweighted mean. A batch whose
+weights are all 0 has loss 0 and gradient 0.
 
 A sigmoid output with binary cross-entropy and a softmax output with
 categorical cross-entropy are computed from the logits ``z`` (the *fused* form):
@@ -32,7 +43,7 @@ from array_api_compat import array_namespace
 
 from .backend import to_numpy
 from .errors import InputError
-from .layers.activation import Sigmoid, Softmax
+from .layers.activation import Exp, Sigmoid, Softmax
 from .registry import losses as loss_registry
 from .registry import register_loss
 
@@ -41,6 +52,7 @@ __all__ = [
     "CategoricalCrossentropy",
     "Loss",
     "MeanSquaredError",
+    "Poisson",
     "binary_crossentropy",
     "binary_crossentropy_from_logits",
     "categorical_crossentropy",
@@ -116,7 +128,32 @@ def mse(p: Array, t: Array, /, *, axis: int = -1, xp: Any = None) -> Array:
     return xp.sum(diff * diff) / _n_elements(p)
 
 
-def _sigmoid_bce(z: Array, t: Array, xp: Any) -> tuple[Array, Array]:
+def _weights(w: Array, per_sample: int, xp: Any) -> tuple[Array, Array]:
+    """Sample weights ``w (n,)`` as a column ``(n, 1)`` and the divisor of a weighted
+    mean, ``per_sample * sum(w)`` (1 in place of a zero sum: a batch of zero weights has
+    loss 0 and gradient 0)."""
+    total = xp.sum(w)
+    total = xp.where(total > 0, total, xp.ones_like(total))
+    return xp.reshape(w, (w.shape[0], 1)), total * per_sample
+
+
+def _mean(elements: Array, w: Array | None, per_sample: int, n: int, xp: Any) -> Array:
+    """``sum(elements) / n``, or with weights ``sum(w_i * elements_i) / (per_sample * sum(w))``."""
+    if w is None:
+        return xp.sum(elements) / n
+    column, divisor = _weights(w, per_sample, xp)
+    return xp.sum(column * elements) / divisor
+
+
+def _scaled(gradient: Array, w: Array | None, per_sample: int, n: int, xp: Any) -> Array:
+    """``gradient / n``, or with weights ``w_i * gradient_i / (per_sample * sum(w))``."""
+    if w is None:
+        return gradient / n
+    column, divisor = _weights(w, per_sample, xp)
+    return column * gradient / divisor
+
+
+def _sigmoid_bce(z: Array, t: Array, xp: Any, w: Array | None = None) -> tuple[Array, Array]:
     """Value and ``dL/dz`` of binary cross-entropy on a sigmoid output, from the logits.
 
     The sigmoid inside the gradient is ``0.5 * tanh(z / 2) + 0.5``: one transcendental,
@@ -125,20 +162,39 @@ def _sigmoid_bce(z: Array, t: Array, xp: Any) -> tuple[Array, Array]:
     n = math.prod(z.shape)
     # log(1 + exp(z)) - t z, as max(z, 0) + log1p(exp(-|z|)) - t z: no overflow, and
     # on NumPy three times faster than logaddexp
-    value = xp.sum(xp.maximum(z, 0.0) - t * z + xp.log1p(xp.exp(-xp.abs(z)))) / n
+    elements = xp.maximum(z, 0.0) - t * z + xp.log1p(xp.exp(-xp.abs(z)))
     p = 0.5 * xp.tanh(0.5 * z) + 0.5
-    return value, (p - t) / n
+    k = z.shape[-1]
+    return _mean(elements, w, k, n, xp), _scaled(p - t, w, k, n, xp)
 
 
-def _softmax_cce(z: Array, t: Array, xp: Any) -> tuple[Array, Array]:
+def _softmax_cce(z: Array, t: Array, xp: Any, w: Array | None = None) -> tuple[Array, Array]:
     """Value and ``dL/dz`` of categorical cross-entropy on a softmax output, from the logits."""
     m = _n_samples(z, -1)
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(shifted)
     total = xp.sum(e, axis=-1, keepdims=True)
     # sum_k t_k (log total - shifted_k): rows of t sum to one (checked on input)
-    value = xp.sum(t * (xp.log(total) - shifted)) / m
-    return value, (e / total - t) / m
+    elements = t * (xp.log(total) - shifted)
+    return _mean(elements, w, 1, m, xp), _scaled(e / total - t, w, 1, m, xp)
+
+
+def _xlogx(t: Array, xp: Any) -> Array:
+    """``t * log(t)`` with ``0 * log 0 = 0`` (``t >= 0``), no NaN on the way."""
+    return t * xp.log(xp.where(t > 0, t, xp.ones_like(t)))
+
+
+def _exp_poisson(z: Array, t: Array, xp: Any, w: Array | None = None) -> tuple[Array, Array]:
+    """Value and ``dL/dz`` of half the Poisson deviance on an ``exp`` output, from the logits.
+
+    ``t log(t / e^z) - t + e^z = t log t - t z - t + e^z`` per element, ``dL/dz = (e^z - t) / N``:
+    no division by the output, and no log of it.
+    """
+    n = math.prod(z.shape)
+    e = xp.exp(z)
+    elements = _xlogx(t, xp) - t * z - t + e
+    k = z.shape[-1]
+    return _mean(elements, w, k, n, xp), _scaled(e - t, w, k, n, xp)
 
 
 @dataclass(frozen=True)
@@ -157,6 +213,12 @@ class Loss:
     """
 
     head: ClassVar[str | None] = None
+    #: Registered name of the output activation this loss gets by default (when the
+    #: layers end without one); None: its head's (sigmoid, softmax, identity).
+    default_activation: ClassVar[str | None] = None
+    #: Whether :meth:`value`, :meth:`gradient` and :meth:`fused` take sample weights
+    #: (``w=``); a loss without them refuses ``sample_weight``.
+    takes_weights: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -164,16 +226,24 @@ class Loss:
         return loss_registry.lookup_name(self) or type(self).__name__
 
     def value(self, p: Array, t: Array, *, xp: Any) -> Array:
-        """Mean loss (0-d array)."""
+        """Mean loss (0-d array).
+
+        A loss with :attr:`takes_weights` also takes ``w``, sample weights ``(n,)`` or
+        None, and returns the weighted mean (see the module's docstring); so do
+        :meth:`gradient` and :meth:`fused`.
+        """
         raise NotImplementedError
 
     def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
         """``dL/dp``, shape of ``p``."""
         raise NotImplementedError
 
-    def fused(self, activation: Any, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array] | None:
+    def fused(
+        self, activation: Any, z: Array, t: Array, *, xp: Any, w: Array | None = None
+    ) -> tuple[Array, Array] | None:
         """``(value, dL/dz)`` from the logits ``z`` when this loss has a fused form for
-        ``activation``; None otherwise."""
+        ``activation``; None otherwise. ``w``: sample weights, only ever given to a loss
+        with :attr:`takes_weights`."""
         return None
 
     def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
@@ -191,15 +261,23 @@ class BinaryCrossentropy(Loss):
     """
 
     head: ClassVar[str | None] = "binary"
+    takes_weights: ClassVar[bool] = True
 
-    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
-        return binary_crossentropy(p, t, xp=xp)
+    def value(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        if w is None:
+            return binary_crossentropy(p, t, xp=xp)
+        elements = -(t * xp.log(p) + (1 - t) * xp.log(1 - p))
+        return _mean(elements, w, p.shape[-1], _n_elements(p), xp)
 
-    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
-        return (p - t) / (p * (1 - p) * _n_elements(p))
+    def gradient(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        if w is None:
+            return (p - t) / (p * (1 - p) * _n_elements(p))
+        return _scaled((p - t) / (p * (1 - p)), w, p.shape[-1], _n_elements(p), xp)
 
-    def fused(self, activation: Any, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array] | None:
-        return _sigmoid_bce(z, t, xp) if isinstance(activation, Sigmoid) else None
+    def fused(
+        self, activation: Any, z: Array, t: Array, *, xp: Any, w: Array | None = None
+    ) -> tuple[Array, Array] | None:
+        return _sigmoid_bce(z, t, xp, w) if isinstance(activation, Sigmoid) else None
 
     def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
         ok = xp.all(xp.logical_or(t == 0, t == 1))
@@ -219,15 +297,22 @@ class CategoricalCrossentropy(Loss):
     """
 
     head: ClassVar[str | None] = "multiclass"
+    takes_weights: ClassVar[bool] = True
 
-    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
-        return categorical_crossentropy(p, t, xp=xp)
+    def value(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        if w is None:
+            return categorical_crossentropy(p, t, xp=xp)
+        return _mean(-t * xp.log(p), w, 1, _n_samples(p, -1), xp)
 
-    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
-        return -t / (p * _n_samples(p, -1))
+    def gradient(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        if w is None:
+            return -t / (p * _n_samples(p, -1))
+        return _scaled(-t / p, w, 1, _n_samples(p, -1), xp)
 
-    def fused(self, activation: Any, z: Array, t: Array, *, xp: Any) -> tuple[Array, Array] | None:
-        return _softmax_cce(z, t, xp) if isinstance(activation, Softmax) else None
+    def fused(
+        self, activation: Any, z: Array, t: Array, *, xp: Any, w: Array | None = None
+    ) -> tuple[Array, Array] | None:
+        return _softmax_cce(z, t, xp, w) if isinstance(activation, Softmax) else None
 
     def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
         if not xp.isdtype(t.dtype, "real floating"):
@@ -247,17 +332,61 @@ class CategoricalCrossentropy(Loss):
 class MeanSquaredError(Loss):
     """``mean((p - t)**2)`` over all elements; fits any head."""
 
-    def value(self, p: Array, t: Array, *, xp: Any) -> Array:
-        return mse(p, t, xp=xp)
+    takes_weights: ClassVar[bool] = True
 
-    def gradient(self, p: Array, t: Array, *, xp: Any) -> Array:
-        return (2.0 / _n_elements(p)) * (p - t)
+    def value(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        if w is None:
+            return mse(p, t, xp=xp)
+        diff = p - t
+        return _mean(diff * diff, w, p.shape[-1], _n_elements(p), xp)
+
+    def gradient(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        if w is None:
+            return (2.0 / _n_elements(p)) * (p - t)
+        return _scaled(2.0 * (p - t), w, p.shape[-1], _n_elements(p), xp)
+
+
+@dataclass(frozen=True)
+class Poisson(Loss):
+    """Half the Poisson deviance, ``mean(t log(t / p) - t + p)`` over all elements.
+
+    For counts (or rates) ``t >= 0`` and a positive output ``p``: the log link, an
+    ``exp`` output activation (its default), as scikit-learn's
+    ``MLPRegressor(loss="poisson")``, whose ``"half_poisson"`` loss this is (including
+    the constant ``t log t - t``, so a perfect fit has loss 0). Fused with an ``exp``
+    output: computed from the logits, ``dL/dz = (exp(z) - t) / N``.
+    """
+
+    head: ClassVar[str | None] = "regression"
+    default_activation: ClassVar[str | None] = "exp"
+    takes_weights: ClassVar[bool] = True
+
+    def value(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        elements = _xlogx(t, xp) - t * xp.log(p) - t + p
+        return _mean(elements, w, p.shape[-1], _n_elements(p), xp)
+
+    def gradient(self, p: Array, t: Array, *, xp: Any, w: Array | None = None) -> Array:
+        return _scaled(1 - t / p, w, p.shape[-1], _n_elements(p), xp)
+
+    def fused(
+        self, activation: Any, z: Array, t: Array, *, xp: Any, w: Array | None = None
+    ) -> tuple[Array, Array] | None:
+        return _exp_poisson(z, t, xp, w) if isinstance(activation, Exp) else None
+
+    def check_targets(self, t: Array, *, xp: Any, name: str) -> None:
+        if not bool(xp.all(t >= 0)):
+            low = float(to_numpy(xp.min(t)))
+            raise InputError(
+                f"{name} must hold values >= 0 (counts) for the poisson loss, got a minimum "
+                f"of {low!r}"
+            )
 
 
 loss_registry.base = Loss
 register_loss("binary_crossentropy", BinaryCrossentropy)
 register_loss("categorical_crossentropy", CategoricalCrossentropy)
 register_loss("mse", MeanSquaredError)
+register_loss("poisson", Poisson)
 
 
 def get_loss(loss: str | Loss, argument: str = "loss") -> Loss:

@@ -465,32 +465,36 @@ class Model:
             dx, own_grads = None, slot.layer.backward_params(own, cache, dy, xp=xp, **layout)
         return dx, (slot.network_params(own_grads) if slot.params else _NONE)
 
-    def loss_and_delta(self, z: Array, t: Array, *, xp: Any, axis: int = -1) -> tuple[Array, Array]:
+    def loss_and_delta(
+        self, z: Array, t: Array, *, xp: Any, axis: int = -1, w: Array | None = None
+    ) -> tuple[Array, Array]:
         """Mean loss (0-d) and ``dL/dz`` from logits ``z`` (feature axis ``axis``) and
-        rows-are-samples targets ``t``."""
+        rows-are-samples targets ``t``; the weighted mean with sample weights ``w (n,)``."""
         if axis == -1:
-            return self.head.loss_and_delta(z, t, xp=xp)
-        value, dz = self.head.loss_and_delta(z.T, t, xp=xp)  # the head sees rows: a view
+            return self.head.loss_and_delta(z, t, xp=xp, w=w)
+        value, dz = self.head.loss_and_delta(z.T, t, xp=xp, w=w)  # the head sees rows: a view
         return value, dz.T
 
     def loss_and_gradients(
         self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, train: bool = False,
-        axis: int = -1,
+        axis: int = -1, w: Array | None = None,
     ) -> tuple[Array, Params, Params]:  # fmt: skip
-        """Mean loss (0-d), gradients and new layer state for inputs ``x`` and targets ``t``."""
+        """Mean loss (0-d), gradients and new layer state for inputs ``x`` and targets ``t``
+        (sample weights ``w (n,)`` or None)."""
         z, caches, new_state = self.forward(params, state, x, xp=xp, train=train, axis=axis)
-        value, dz = self.loss_and_delta(z, t, xp=xp, axis=axis)
+        value, dz = self.loss_and_delta(z, t, xp=xp, axis=axis, w=w)
         return value, self.backward(params, caches, dz, xp=xp, axis=axis), new_state
 
     def evaluate(
-        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, axis: int = -1
-    ) -> tuple[Array, Array]:
-        """Mean loss and score (0-d arrays), in evaluation mode."""
+        self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, axis: int = -1,
+        w: Array | None = None,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        """Mean loss and score (0-d arrays), in evaluation mode (weighted by ``w (n,)``)."""
         z, _, _ = self.forward(params, state, x, xp=xp, train=False, axis=axis)
         if axis != -1:
             z = z.T
-        return self.head.loss_value(z, t, xp=xp), self.head.score(
-            self.head.output(z, xp=xp), t, xp=xp
+        return self.head.loss_value(z, t, xp=xp, w=w), self.head.score(
+            self.head.output(z, xp=xp), t, xp=xp, w=w
         )
 
     def outputs(self, params: Params, state: Params, x: Array, *, xp: Any) -> Array:

@@ -17,11 +17,14 @@ import numpy as np
 from . import io
 from ._dask import compute as dask_compute
 from ._dask import is_dask_array, map_rows
+from ._sparse import SparseRows, densify, is_sparse
 from ._validation import (
+    check_class_weight,
     check_features,
     check_parameter,
     check_positive_float,
     check_positive_int,
+    check_sample_weight,
     check_sizes,
     check_targets,
 )
@@ -379,10 +382,42 @@ class Network:
             self._state = {key: state[key] for key in self._state}
 
     # -- computation -----------------------------------------------------------
-    def _inputs(self, X: Any, name: str = "X") -> Array:
+    def _inputs(self, X: Any, name: str = "X", *, lazy: bool = False) -> Any:
+        """``X`` checked, cast and on the device. A SciPy sparse ``X`` is densified whole
+        (:func:`anynet._sparse.densify`), or with ``lazy`` (inference) kept sparse as
+        :class:`~anynet._sparse.SparseRows`, densified one batch of rows at a time."""
+        if is_sparse(X):
+            if not lazy:
+                return self._inputs(densify(X, self.dtype, name), name)
+            rows = SparseRows(X, lambda block: self._inputs(block, name), name)
+            n, width = rows.shape
+            if width != self.model.inputs:
+                raise InputError(
+                    f"{name} must have {self.model.inputs} feature column(s) "
+                    f"({self._width_names[0]}), got shape {rows.shape}"
+                )
+            if n == 0:
+                raise InputError(f"{name} must hold at least one sample, got shape {rows.shape}")
+            return rows
         return check_features(
             X, self.backend, self.model.inputs, self.dtype, name, self._width_names[0]
         )
+
+    def _weights(self, sample_weight: Any, n_samples: int, name: str = "sample_weight") -> Any:
+        """Checked sample weights ``(n,)`` on the device, or None; refused for a loss that
+        does not take them."""
+        if sample_weight is None:
+            return None
+        self._takes_weights(name)
+        return check_sample_weight(sample_weight, n_samples, self.backend, self.dtype, name)
+
+    def _takes_weights(self, name: str) -> None:
+        loss = self.model.head.loss
+        if not loss.takes_weights:
+            raise InputError(
+                f"{name} needs a loss that takes sample weights; {loss.name!r} does not "
+                "(its value, gradient and fused methods take no w=)"
+            )
 
     def _targets(self, y: Any, n_samples: int, name: str = "y") -> Array:
         return check_targets(
@@ -411,6 +446,9 @@ class Network:
         """Evaluation-mode logits ``(n, n_outputs)``, computed ``batch_size`` rows at a time
         (each batch split over ``devices``, JAX only, when given)."""
         size = inference_batch_size(self.model, batch_size)
+        if isinstance(x, SparseRows):  # each batch densified on its own
+            parts = [self._logits(block, size, devices) for block in x.blocks(size)]
+            return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
         if devices is not None:
             placement = self.backend.data_parallel(devices)
             return parallel_logits(
@@ -447,23 +485,28 @@ class Network:
                 X, lambda rows: self.forward(rows, batch_size=batch_size, devices=devices),
                 self.model.inputs, self.model.n_outputs, np.dtype(self.dtype),
             )  # fmt: skip
-        return self._outputs(self._inputs(X), batch_size, devices)
+        return self._outputs(self._inputs(X, lazy=True), batch_size, devices)
 
     def _evaluate(
-        self, X: Any, y: Any, batch_size: int | None, devices: Any = None
-    ) -> tuple[Array, Array]:
-        if is_dask_array(X) or is_dask_array(y):
-            return self._evaluate_dask(X, y, batch_size, devices)
-        x = self._inputs(X)
+        self, X: Any, y: Any, batch_size: int | None, devices: Any = None,
+        sample_weight: Any = None,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        if is_dask_array(X) or is_dask_array(y) or is_dask_array(sample_weight):
+            return self._evaluate_dask(X, y, batch_size, devices, sample_weight)
+        x = self._inputs(X, lazy=True)
         t = self._targets(y, x.shape[0])
+        w = self._weights(sample_weight, x.shape[0])
         z = self._logits(x, batch_size, devices)
         xp, head = self.backend.xp, self.model.head
         with self.backend.float_errors_silenced():
-            return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
+            return head.loss_value(z, t, xp=xp, w=w), head.score(
+                head.output(z, xp=xp), t, xp=xp, w=w
+            )
 
     def _evaluate_dask(
-        self, X: Any, y: Any, batch_size: int | None, devices: Any = None
-    ) -> tuple[Array, Array]:
+        self, X: Any, y: Any, batch_size: int | None, devices: Any = None,
+        sample_weight: Any = None,
+    ) -> tuple[Array, Array]:  # fmt: skip
         """Loss and score of Dask inputs: logits blockwise, then one host computation on the
         ``(n_samples, n_outputs)`` logits and targets (never on the whole of ``X``)."""
         if is_dask_array(X):
@@ -478,29 +521,43 @@ class Network:
             dask_compute(y), self.model.head, z.shape[0], host, self.dtype, "y",
             self._width_names[1],
         )  # fmt: skip
+        w = None
+        if sample_weight is not None:
+            self._takes_weights("sample_weight")
+            w = check_sample_weight(dask_compute(sample_weight), z.shape[0], host, self.dtype,
+                                    "sample_weight")  # fmt: skip
         xp, head = host.xp, self.model.head
         with host.float_errors_silenced():
-            return head.loss_value(z, t, xp=xp), head.score(head.output(z, xp=xp), t, xp=xp)
+            value = head.loss_value(z, t, xp=xp, w=w)
+            score = head.score(head.output(z, xp=xp), t, xp=xp, w=w)
+        # two host numbers, as arrays of the network's backend (what loss and score check)
+        return self.backend.asarray(np.asarray(value)), self.backend.asarray(np.asarray(score))
 
-    def loss(self, X: Any, y: Any, *, batch_size: int | None = None, devices: Any = None) -> float:
+    def loss(
+        self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,
+        devices: Any = None,
+    ) -> float:  # fmt: skip
         """Mean loss over the samples (see :mod:`anynet.losses`), in evaluation mode.
 
+        ``sample_weight`` (``(n_samples,)``, >= 0): the weighted mean
+        ``sum(w_i * l_i) / sum(w_i)`` of the samples' losses, as in :meth:`fit`.
         ``batch_size`` and ``devices`` as for :meth:`forward`.
         """
-        value = self._evaluate(X, y, batch_size, devices)[0]
+        value = self._evaluate(X, y, batch_size, devices, sample_weight)[0]
         return float(to_floats(self._finite(value, "loss")))
 
-    def gradients(self, X: Any, y: Any) -> dict[str, Array]:
+    def gradients(self, X: Any, y: Any, *, sample_weight: Any = None) -> dict[str, Array]:
         """Gradients of :meth:`loss` with respect to each parameter (hand-written backprop).
 
-        Evaluation mode, as :meth:`loss`. Returns a dict with the keys and shapes of
-        :attr:`params`.
+        Evaluation mode, as :meth:`loss` (weighted by ``sample_weight`` when given).
+        Returns a dict with the keys and shapes of :attr:`params`.
         """
         x = self._inputs(X)
         t = self._targets(y, x.shape[0])
+        w = self._weights(sample_weight, x.shape[0])
         with self.backend.float_errors_silenced():
             _, grads, _ = self.model.loss_and_gradients(
-                self._params, self._state, x, t, xp=self.backend.xp
+                self._params, self._state, x, t, xp=self.backend.xp, w=w
             )
         return {key: self._finite(grads[key], f"gradient {key}") for key in self._params}
 
@@ -511,13 +568,15 @@ class Network:
         *,
         epochs: int = 1000,
         lr: float | None = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
         optimizer: str | Optimizer = "sgd",
         batch_size: int | None = None,
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int | None = None,
         schedule: Any = None,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, ...] | None = None,
         callbacks: Sequence[Callback | Callable] | None = None,
         verbose: int | bool = 0,
         checkpoint: str | os.PathLike | None = None,
@@ -540,6 +599,17 @@ class Network:
             Passes over the data (in all, when resuming).
         lr : float, optional
             Learning rate; default: the optimizer's own (0.01 for SGD, 0.001 for Adam).
+        sample_weight : array_like, shape (n_samples,), optional
+            Non-negative weights, not all zero: every loss becomes the weighted mean
+            ``sum(w_i * l_i) / sum(w_i)`` over the samples of each batch (scikit-learn's
+            MLP convention), and the gradients with it. Shuffled with the rows; with all
+            weights 1 the numbers are those of no weights (to rounding).
+        class_weight : "balanced" or dict, optional
+            Classifiers with one label per sample (a sigmoid output, or softmax): each
+            sample's weight is multiplied by its class's. ``"balanced"``: ``n_samples /
+            (n_classes * count of the class)``, ``n_classes`` the classes present, as
+            scikit-learn's ``compute_class_weight``; a dict ``{class: weight}`` (classes
+            0, 1, ...; missing ones weigh 1).
         optimizer : str or Optimizer
             ``"sgd"`` (the tutorial's update), ``"momentum"``, ``"nesterov"``, ``"adam"``,
             ``"adamw"``, a registered name, or an :mod:`anynet.optimizers` object. Its
@@ -556,8 +626,9 @@ class Network:
             :mod:`anynet.optimizers` schedule object, or ``f(lr, epoch) -> lr``. One
             whose ``per`` attribute is ``"step"`` (``Warmup``, ``Cosine(per="step")``)
             is ``f(lr, step)``, asked for every optimizer step of the run.
-        validation_data : (X_val, y_val), optional
-            Adds ``val_loss`` and ``val_score`` (accuracy or R²) to the history.
+        validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
+            Adds ``val_loss`` and ``val_score`` (accuracy or R²) to the history;
+            weighted by ``w_val`` when given (``class_weight`` does not apply to it).
         callbacks : list, optional
             :class:`anynet.Callback` objects (e.g. :class:`anynet.EarlyStopping`) or
             functions ``f(epoch, logs)``; returning True stops training.
@@ -621,9 +692,16 @@ class Network:
         allowed = resume_rules.check_allowed_changes(allow_changes)
         x = self._inputs(X)
         t = self._targets(y, x.shape[0])
+        w = self._weights(sample_weight, x.shape[0])
+        if class_weight is not None:
+            self._takes_weights("class_weight")
+            w = check_class_weight(class_weight, self.model.head, t, w, self.backend, self.dtype)
         run_config = resume_rules.run_config(opt, batch_size, shuffle, drop_last, schedule)
         if resume is not None or checkpoint is not None:  # a small host read, only then
             run_config["data"] = resume_rules.fingerprint(x, t, self.backend)
+            if w is not None:  # weighted data is other data
+                column = self.backend.xp.reshape(w, (w.shape[0], 1))
+                run_config["data"] += "+w" + resume_rules.fingerprint(column, column, self.backend)
         start = None
         if resume is not None:
             start = self._resume(resume, run_config, seed, epochs, allowed)
@@ -636,21 +714,26 @@ class Network:
         checkpointer = None
         if checkpoint is not None or checkpoint_every is not None:
             checkpointer = Checkpointer(checkpoint, checkpoint_every, run_config, self._save_run)
-        validation = None
+        validation: tuple | None = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise InputError(
-                    "validation_data must be a pair (X_val, y_val), "
-                    f"got {type(validation_data).__name__}"
-                )
+                    "validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, "
+                    f"w_val), got {type(validation_data).__name__}"
+                    + (f" of length {len(validation_data)}"
+                       if isinstance(validation_data, (tuple, list)) else "")
+                )  # fmt: skip
             xv = self._inputs(validation_data[0], "X_val")
             validation = (xv, self._targets(validation_data[1], xv.shape[0], "y_val"))
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                validation += (self._weights(validation_data[2], xv.shape[0], "w_val"),)
         progress = Progress(verbose, epochs if isinstance(epochs, int) else 1)
         loop = train(
             self.model, self.backend, self.dtype, self._params, self._state, x, t,
             epochs=epochs, optimizer=opt, batch_size=batch_size, shuffle=shuffle,
             drop_last=drop_last, seed=seed, schedule=schedule, validation=validation,
-            per_epoch=bool(callbacks) or progress.active, start=start, devices=devices, mode=engine,
+            sample_weight=w, per_epoch=bool(callbacks) or progress.active, start=start,
+            devices=devices, mode=engine,
             boundary=None if checkpointer is None else checkpointer.every,
         )  # fmt: skip
         return self._drive(loop, callbacks, checkpointer, progress, epochs)
@@ -772,12 +855,19 @@ class Network:
             int_dtype=self.backend.int_dtype,
         )
 
-    def score(self, X: Any, y: Any, *, batch_size: int | None = None, devices: Any = None) -> float:
+    def score(
+        self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,
+        devices: Any = None,
+    ) -> float:  # fmt: skip
         """Accuracy (classifiers, in [0, 1]) or the coefficient of determination R² (regressors).
 
-        ``batch_size`` and ``devices`` as for :meth:`forward`.
+        Several sigmoid outputs (multilabel): the subset accuracy, a sample counting when
+        all its labels are right; several regression outputs: R² averaged over them
+        (scikit-learn's ``accuracy_score`` and ``r2_score``). ``sample_weight``: the
+        weighted accuracy or R², as scikit-learn's. ``batch_size`` and ``devices`` as for
+        :meth:`forward`.
         """
-        value = self._evaluate(X, y, batch_size, devices)[1]
+        value = self._evaluate(X, y, batch_size, devices, sample_weight)[1]
         return float(to_floats(self._finite(value, "score")))
 
     # -- saving and moving -----------------------------------------------------

@@ -532,3 +532,58 @@ def test_optimizer_state_that_changes_shape_is_refused(backend):
     net = an.Network([2, 3, 1], seed=0, dtype="float64", **_on(backend))
     with pytest.raises(an.InputError, match=r"Growing's state 'seen' changed"):
         net.fit(X, y, epochs=3, optimizer=Growing(lr=0.1))
+
+
+# -- sample weights: shuffled with the rows, the same numbers on every path -----------
+
+
+def weighted_loop(net, X, y, w, *, epochs, optimizer, batch_size, seed):
+    """The documented loop with weights: each batch's weights gathered with its rows."""
+    backend, xp = net.backend, net.backend.xp
+    params, opt_state = net.params, optimizer.init(net.params, xp=xp)
+    n, losses = X.shape[0], []
+    for epoch in range(epochs):
+        if batch_size is None:  # the data itself: BLAS may round a gathered copy, at
+            batches = [slice(None)]  # another alignment, differently
+        else:
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+        total = 0.0
+        for index in batches:
+            params, opt_state, loss = F.train_step(
+                net.model, optimizer, params, opt_state, backend.asarray(X[index], net.dtype),
+                backend.asarray(y[index]), lr=optimizer.lr,
+                sample_weight=backend.asarray(w[index], net.dtype),
+            )  # fmt: skip
+            total += float(an.to_numpy(loss)) * len(w[index])
+        losses.append(total / n)
+    return params, losses
+
+
+@pytest.mark.parametrize("batch_size", [None, 16], ids=["full-batch", "minibatch"])
+@pytest.mark.parametrize("wide", [False, True, "layerwise"],
+                         ids=["small", "in-place", "layer-by-layer"])  # fmt: skip
+@pytest.mark.parametrize("engine", ["eager", "auto"])
+def test_sample_weights_are_shuffled_with_the_rows_on_every_path(
+    backend, engine, wide, batch_size, monkeypatch
+):
+    if wide == "layerwise":
+        monkeypatch.setattr(engine_runner, "LAYERWISE_PARAMS", 1)
+    X, y = _data(n=60)
+    w = np.random.default_rng(5).uniform(0.0, 3.0, size=60)
+    if wide:
+        net = _wide(backend)
+    else:
+        net = an.Network([8, 5, 1], init="xavier", seed=2, dtype="float64", **_on(backend))
+    optimizer = an.optimizers.get_optimizer("adam", 0.01)
+    want, want_losses = weighted_loop(net, X, y, w, epochs=4, optimizer=optimizer,
+                                      batch_size=batch_size, seed=9)  # fmt: skip
+    history = net.fit(X, y, sample_weight=w, epochs=4, optimizer="adam", lr=0.01,
+                      batch_size=batch_size,
+                      seed=9, engine=engine, validation_data=(X[:20], y[:20], w[:20]))  # fmt: skip
+    exact = engine == "eager" and not wide
+    _close(net.params, want, rtol=0 if exact else 1e-11, atol=0 if exact else 1e-13)
+    np.testing.assert_allclose(history.loss, want_losses, rtol=1e-12)
+    assert history.val_loss[-1] == pytest.approx(
+        net.loss(X[:20], y[:20], sample_weight=w[:20]), rel=1e-12
+    )

@@ -68,7 +68,7 @@ CASES = [
         "unknown-activation",
         lambda b: an.Network([2, 3, 1], ["tanh", "swish"], backend=b),
         an.InputError,
-        "activations[1] must be one of ['identity', 'leaky_relu', 'relu', "
+        "activations[1] must be one of ['exp', 'identity', 'leaky_relu', 'relu', "
         "'sigmoid', 'softmax', 'tanh'], got 'swish'",
     ),
     (
@@ -94,7 +94,7 @@ CASES = [
         lambda b: an.Network([2, 3, 1], ["tanh", "sigmoid"], "hinge", backend=b),
         an.InputError,
         "loss must be one of ['binary_crossentropy', 'categorical_crossentropy', "
-        "'mse'], got 'hinge'",
+        "'mse', 'poisson'], got 'hinge'",
     ),
     (
         "bce-needs-sigmoid",

@@ -131,7 +131,8 @@ def train(
     drop_last: bool = False,
     seed: int | None = None,
     schedule: Any = None,
-    validation: tuple[Array, Array] | None = None,
+    validation: tuple[Array, ...] | None = None,
+    sample_weight: Array | None = None,
     per_epoch: bool = False,
     boundary: int | None = None,
     start: Start | None = None,
@@ -141,6 +142,9 @@ def train(
     """Train ``model`` from ``params``/``state`` on checked data ``x (n, f)``, targets
     ``t (n, k)``: checks the arguments now, and returns an iterator over the completed
     chunks, which trains as it is consumed.
+
+    ``sample_weight``: checked weights ``(n,)`` on the backend (None: unweighted),
+    shuffled with the rows; ``validation``: ``(xv, tv)`` or ``(xv, tv, wv)``.
 
     See :meth:`anynet.Network.fit` for the arguments. ``per_epoch``: chunks of one
     epoch. ``boundary``: chunks end at multiples of it. ``start``: continue a run
@@ -167,7 +171,8 @@ def train(
     if seed is None:  # the same in every process of a jax.distributed job
         seed = placement.agree(int(np.random.default_rng().integers(2**32)))
     n = x.shape[0]
-    xv, tv = validation if validation is not None else (None, None)
+    xv, tv, wv = (*validation, None)[:3] if validation is not None else (None, None, None)
+    w = sample_weight
     if batch_size is not None and drop_last and batch_size > n:
         raise InputError(
             f"batch_size must be <= {n} (the number of samples) with drop_last=True, "
@@ -197,7 +202,7 @@ def train(
     # data parallel: everything on every device (the first process's parameters and
     # state, each process's own data); one device: nothing moves
     params, state, opt_state = placement.broadcast((params, state, opt_state))
-    x, t, xv, tv = placement.replicate((x, t, xv, tv))
+    x, t, xv, tv, w, wv = placement.replicate((x, t, xv, tv, w, wv))
 
     shuffled = batch_size is not None and shuffle
     compact = backend.fixed_shapes  # JAX gathers with any integer indices
@@ -228,7 +233,7 @@ def train(
             return chunk.start
         _, lrs, orders, steps = inputs(chunk.first, count)
         with backend.float_errors_silenced():
-            return run(*chunk.start, lrs, orders, steps, x, t, xv, tv)[:3]
+            return run(*chunk.start, lrs, orders, steps, x, t, xv, tv, w, wv)[:3]
 
     def completed(first: int, carry: tuple, values: np.ndarray, lrs_host: np.ndarray,
                   interrupted: bool = False) -> Completed:  # fmt: skip
@@ -255,7 +260,7 @@ def train(
                 with backend.float_errors_silenced():
                     extra = {} if tracker is None else {"tracker": tracker}
                     params, opt_state, state, figures = run(
-                        params, opt_state, state, lrs, orders, steps, x, t, xv, tv, **extra
+                        params, opt_state, state, lrs, orders, steps, x, t, xv, tv, w, wv, **extra
                     )
                 del lrs, orders  # nothing of a chunk's inputs outlives it
                 # one read-back per chunk (a blocking one: processes queueing dozens of

@@ -117,7 +117,7 @@ def runner(
     mode: str = "auto",
 ) -> Runner:  # fmt: skip
     """The cached runner ``run(params, opt_state, state, lrs, orders, count, x, t, xv, tv,
-    tracker=None) -> (params, opt_state, state, figures)``.
+    w=None, wv=None, tracker=None) -> (params, opt_state, state, figures)``.
 
     Runs the first ``count`` epochs of ``lrs`` (``(E,)``: one rate per epoch, or
     ``(E, S)``: one per step of each epoch, a per-step schedule) and ``orders`` (``(E, n)``
@@ -125,7 +125,9 @@ def runner(
     :meth:`Backend.loop_count`, so on JAX a chunk of any length up to ``E`` reuses one
     compiled runner. ``figures`` is a tuple of ``(E,)`` arrays (the first ``count`` are
     meaningful): loss, and with validation val_loss and val_score. ``tracker`` (eager
-    backends) records each completed epoch.
+    backends) records each completed epoch. ``w (n,)`` and ``wv`` are sample weights of
+    the data and of the validation data (None: unweighted); ``w`` is shuffled with the
+    rows and cut into the same batches.
     """
     key = (backend, model, dtype, _optimizer_key(optimizer), batch_size, drop_last,
            with_validation, placement, mode)  # fmt: skip
@@ -149,10 +151,11 @@ def _make_runner(
     layerwise = applied and _layer_by_layer(model) and not optimizer.clips_globally
 
     def recorded(xp: Any, write: Callable | None, params: Params, opt_state: Params,
-                 state: Params, xb: Array, tb: Array, lr: Array) -> tuple:  # fmt: skip
+                 state: Params, xb: Array, tb: Array, lr: Array,
+                 wb: Array | None = None) -> tuple:  # fmt: skip
         writes = None if write is None else Writes(write, backend.new_update, backend.buffer_of)
         return step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp, axis=axis,
-                    writes=writes)  # fmt: skip
+                    writes=writes, w=wb)  # fmt: skip
 
     # Steps of all but the largest models are recorded and replayed (the same calls,
     # without the layers' Python between them) where nothing compiles the step.
@@ -178,28 +181,29 @@ def _make_runner(
 
     def run(
         params: Params, opt_state: Params, state: Params, lrs: Array, orders: Array,
-        count: Array, x: Array, t: Array, xv: Array, tv: Array, tracker: Tracker | None = None,
+        count: Array, x: Array, t: Array, xv: Array, tv: Array, w: Array | None = None,
+        wv: Array | None = None, tracker: Tracker | None = None,
     ) -> Any:  # fmt: skip
         replay = replayed if REPLAY else None
         if replay is not None and not applied:
             return chunk(replay, params, opt_state, state, lrs, orders, count, x, t, xv, tv,
-                         tracker)  # fmt: skip
+                         w, wv, tracker)  # fmt: skip
         writes = _chunk_writes(backend) if applied else None
 
         def one(params: Params, opt_state: Params, state: Params, xb: Array, tb: Array,
-                lr: Array) -> tuple:  # fmt: skip
+                lr: Array, wb: Array | None = None) -> tuple:  # fmt: skip
             return step(model, optimizer, params, opt_state, state, xb, tb, lr, xp=xp,
-                        axis=axis, writes=writes, layerwise=layerwise)  # fmt: skip
+                        axis=axis, writes=writes, layerwise=layerwise, w=wb)  # fmt: skip
 
         # the chunk's first step writes new arrays; the replays write into those
         first_then = one if replay is None else _first_then(one, replay)
         return chunk(first_then, params, opt_state, state, lrs, orders, count, x, t, xv, tv,
-                     tracker)  # fmt: skip
+                     w, wv, tracker)  # fmt: skip
 
     def chunk(
         step: Callable, params: Params, opt_state: Params, state: Params, lrs: Array,
         orders: Array, count: Array, x: Array, t: Array, xv: Array, tv: Array,
-        tracker: Tracker | None,
+        w: Array | None, wv: Array | None, tracker: Tracker | None,
     ) -> Any:  # fmt: skip
         n = x.shape[0]
         if columns:  # once per chunk: a view on NumPy and torch, one transpose in XLA
@@ -211,17 +215,26 @@ def _make_runner(
             lr, order = inputs
             per_step = lr.ndim == 1  # a rate per step (a shape: no branch on values)
             if batch_size is None:
+                # sample weights only where given: an unweighted step has its own arguments
+                weights = () if w is None else (rows(w),)
                 params, opt_state, state, loss = step(
-                    params, opt_state, state, rows(x), rows(t), lr[0] if per_step else lr
+                    params,
+                    opt_state,
+                    state,
+                    rows(x),
+                    rows(t),
+                    lr[0] if per_step else lr,
+                    *weights,
                 )
             else:
                 # data parallel: every device shuffles its whole copy (a gather split by
                 # the compiler instead moved batches between devices with all-gathers)
                 xs = x if order is None else replicated(xp.take(x, order, axis=0))
                 ts = t if order is None else replicated(xp.take(t, order, axis=0))
+                ws = w if order is None or w is None else replicated(xp.take(w, order, axis=0))
                 n_full, rest = divmod(n, batch_size)
                 used = n_full * batch_size
-                batches = (
+                batches: tuple = (
                     placement.constrain_batches(
                         xp.reshape(xs[:used, ...], (n_full, batch_size, x.shape[1]))
                     ),
@@ -230,12 +243,18 @@ def _make_runner(
                     ),
                     lr[:n_full] if per_step else None,
                 )
+                if ws is not None:  # cut into the same batches as the rows
+                    batches += (
+                        placement.constrain_batches(
+                            xp.reshape(ws[:used, ...], (n_full, batch_size))
+                        ),
+                    )
 
                 def batch(carry: tuple, pair: tuple) -> tuple[tuple, tuple]:
                     params, opt_state, state = carry
                     params, opt_state, state, loss = step(
                         params, opt_state, state, pair[0], pair[1],
-                        lr if pair[2] is None else pair[2],
+                        lr if pair[2] is None else pair[2], *pair[3:],
                     )  # fmt: skip
                     return (params, opt_state, state), (loss,)
 
@@ -244,15 +263,17 @@ def _make_runner(
                 )
                 total, count = xp.sum(losses) * batch_size, used
                 if rest and not drop_last:
+                    weights = () if ws is None else (rows(ws[used:, ...]),)
                     params, opt_state, state, loss = step(
                         params, opt_state, state, rows(xs[used:, ...]), rows(ts[used:, ...]),
-                        lr[n_full] if per_step else lr,
+                        lr[n_full] if per_step else lr, *weights,
                     )  # fmt: skip
                     total, count = total + loss * rest, n
                 loss = total / count
             figures: tuple = (loss,)
             if with_validation:
-                figures += model.evaluate(params, state, rows(xv), rows(tv), xp=xp, axis=axis)
+                figures += model.evaluate(params, state, rows(xv), rows(tv), xp=xp, axis=axis,
+                                          w=None if wv is None else rows(wv))  # fmt: skip
             if tracker is not None:  # eager backends only: never inside a traced loop
                 tracker.done((params, opt_state, state), figures)
             return (params, opt_state, state), figures

@@ -77,6 +77,7 @@ def step(
     axis: int = -1,
     writes: Writes | None = None,
     layerwise: bool = False,
+    w: Array | None = None,
 ) -> tuple[Params, Params, Params, Array]:
     """One training step on encoded targets ``t (n, n_outputs)``.
 
@@ -98,6 +99,8 @@ def step(
     layerwise : bool
         With ``writes``: update each layer as soon as backprop has passed it, so all
         gradients never coexist (large networks).
+    w : array, shape (n,), optional
+        Sample weights: the loss is their weighted mean (:mod:`anynet.losses`).
 
     Returns
     -------
@@ -114,12 +117,12 @@ def step(
     decay = model.decay_keys
     if writes is None or not applies_directions(optimizer):
         value, grads, new_state = model.loss_and_gradients(
-            params, state, x, t, xp=xp, train=True, axis=axis
+            params, state, x, t, xp=xp, train=True, axis=axis, w=w
         )
         new_params, new_opt = optimizer.update(params, grads, opt_state, lr, xp=xp, decay=decay)
     elif not layerwise or optimizer.clips_globally:  # a global norm needs every gradient
         value, grads, new_state = model.loss_and_gradients(
-            params, state, x, t, xp=xp, train=True, axis=axis
+            params, state, x, t, xp=xp, train=True, axis=axis, w=w
         )
         grads = optimizer.clip(grads, xp=xp)
         directions, new_opt = optimizer.directions(params, grads, opt_state, xp=xp, decay=decay)
@@ -128,7 +131,7 @@ def step(
         new_params = {key: _apply(writes, held, params[key], lr, directions[key]) for key in params}
     else:
         new_params, new_opt, new_state, value = _layerwise(
-            model, optimizer, params, opt_state, state, x, t, lr, xp, axis, writes
+            model, optimizer, params, opt_state, state, x, t, lr, xp, axis, writes, w
         )
     _check_dtypes(model, params, new_params, "parameter")
     _check_dtypes(model, state, new_state, "layer state")
@@ -138,11 +141,11 @@ def step(
 
 def _layerwise(
     model: Model, optimizer: Optimizer, params: Params, opt_state: Params, state: Params,
-    x: Array, t: Array, lr: Any, xp: Any, axis: int, writes: Writes,
+    x: Array, t: Array, lr: Any, xp: Any, axis: int, writes: Writes, w: Array | None = None,
 ) -> tuple[Params, Params, Params, Array]:  # fmt: skip
     decay = model.decay_keys
     z, caches, new_state = model.forward(params, state, x, xp=xp, train=True, axis=axis)
-    value, dz = model.loss_and_delta(z, t, xp=xp, axis=axis)
+    value, dz = model.loss_and_delta(z, t, xp=xp, axis=axis, w=w)
     del z
     new_params: Params = {}
     new_opt: Params = {}

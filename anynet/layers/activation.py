@@ -18,7 +18,7 @@ from ..registry import activations as activation_registry
 from ..registry import register_activation
 from .base import Layer, Params
 
-__all__ = ["Activation", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["Activation", "Exp", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 Array = Any
 
@@ -141,6 +141,19 @@ class Identity(Activation):
 
 
 @dataclass(frozen=True)
+class Exp(Activation):
+    """``exp(z)``: a positive output, the log link of Poisson regression (``loss="poisson"``)."""
+
+    layout_free: ClassVar[bool] = True
+
+    def value(self, z: Array, *, xp: Any) -> Array:
+        return math.exp(z, xp=xp)
+
+    def derivative(self, dy: Array, z: Array, y: Array, *, xp: Any) -> Array:
+        return math.exp_backward(dy, z, y, xp=xp)
+
+
+@dataclass(frozen=True)
 class Softmax(Activation):
     """Softmax over the features of each row; allowed as the output only."""
 
@@ -159,4 +172,5 @@ register_activation("sigmoid", Sigmoid)
 register_activation("relu", ReLU)
 register_activation("leaky_relu", LeakyReLU)
 register_activation("identity", Identity)
+register_activation("exp", Exp)
 register_activation("softmax", Softmax)
