@@ -963,7 +963,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Attributes
     ----------
     classes_ : numpy.ndarray of shape (n_classes,)
-        The class labels, sorted (a NumPy array whatever the input's namespace).
+        The class labels, sorted (a NumPy array whatever the input's namespace);
+        ``arange(n_labels)`` for a multilabel ``y``.
     n_features_in_ : int
     feature_names_in_ : numpy.ndarray of shape (n_features_in_,)
         Only when ``X`` had string feature names (pandas).
@@ -986,9 +987,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_layers_ : int
         Layers, input and output included.
     n_outputs_ : int
-        Output units (1 for two classes).
+        Output units (1 for two classes, one per label for multilabel).
     out_activation_ : str
-        ``"logistic"`` or ``"softmax"``.
+        ``"logistic"`` (two classes, multilabel) or ``"softmax"``.
     coefs_, intercepts_ : list of arrays
         Weights ``(n_in, n_out)`` and biases per layer (scikit-learn's layout).
     network_ : anynet.Network
@@ -1075,10 +1076,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ----------
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
             Sparse matrices are densified (anynet's layers take dense inputs).
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Labels, or a 0/1 indicator matrix for multilabel classification.
         sample_weight : array-like of shape (n_samples,), optional
-            Validated as scikit-learn does; anything but None raises NotImplementedError
-            (weighted losses are not in anynet's ``Network.fit`` yet).
+            Non-negative weights: each batch's loss is their weighted mean, and the L2
+            term is divided by the batch's sum of weights, as in scikit-learn; early
+            stopping weights its validation score with them.
 
         Returns
         -------
@@ -1115,7 +1118,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X: Any) -> Array:
-        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order
+        (for a multilabel fit each label's probability, rows not summing to 1).
 
         An array of ``X``'s namespace and device under array API dispatch (else NumPy),
         in the network's dtype; rows sum to 1.
@@ -1131,7 +1135,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self._result(net.backend.xp.log(net.predict_proba(x)), io)
 
     def predict(self, X: Any) -> Array:
-        """Predicted labels, shape (n_samples,), values from ``classes_``.
+        """Predicted labels, shape (n_samples,), values from ``classes_``; for a multilabel
+        fit an int64 indicator matrix (n_samples, n_labels), each label's probability > 0.5.
 
         Numeric labels come as an array of ``X``'s namespace and device under array API
         dispatch (else NumPy); other labels (strings) as a NumPy array.
@@ -1153,7 +1158,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return tags
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y``, a float in [0, 1]."""
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``, a float in [0, 1] (the
+        subset accuracy for multilabel ``y``; weighted by ``sample_weight`` when given)."""
         y_pred = np.asarray(to_numpy(self.predict(X)))
         with sklearn.config_context(array_api_dispatch=False):
             return float(accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight)))
@@ -1169,8 +1175,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters
     ----------
     loss : {"squared_error", "poisson"}, default="squared_error"
-        scikit-learn's half squared error. ``"poisson"`` is validated but raises
-        NotImplementedError: anynet's core has no Poisson loss yet.
+        scikit-learn's half squared error, or its half Poisson deviance (summed over the
+        outputs) on an ``exp`` output for counts ``y >= 0``.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, \
 momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, \
@@ -1187,7 +1193,7 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss
     n_outputs_ : int
         Number of targets.
     out_activation_ : str
-        ``"identity"``.
+        ``"identity"``, or ``"exp"`` with ``loss="poisson"``.
 
     Examples
     --------
