@@ -451,9 +451,9 @@ class _BaseMLP(BaseEstimator):
         )
         weights = None  # host float64 weights, as scikit-learn checks them
         if sample_weight is not None:
-            weights = np.asarray(
-                to_numpy(_check_sample_weight(_host(sample_weight), X)), dtype=np.float64
-            )
+            # anynet's weighted losses take weights >= 0 (scikit-learn would accept others)
+            checked = _check_sample_weight(_host(sample_weight), X, ensure_non_negative=True)
+            weights = np.asarray(to_numpy(checked), dtype=np.float64)
         io = self._io_backend(X)
         if first:
             compute = self._compute_backend(io)

@@ -849,6 +849,10 @@ def test_sample_weights_are_checked_and_multilabel_stays_multilabel():
     X, y = _problem("c3")
     with pytest.raises(ValueError, match=r"sample_weight.shape == \(59,\), expected \(60,\)"):
         MLPClassifier().fit(X, y, sample_weight=np.ones(59))  # scikit-learn's own check
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        MLPClassifier().fit(X, y, sample_weight=-np.ones(60))
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        MLPClassifier(solver="lbfgs").fit(X, y, sample_weight=np.zeros(60))
     indicator = _problem("cm")[1]
     clf = MLPClassifier((4,), max_iter=2, warm_start=True).fit(X, indicator)
     with pytest.raises(ValueError, match="multilabel indicator matrix .* as in the previous fit"):
