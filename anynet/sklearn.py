@@ -75,11 +75,12 @@ except ImportError:  # pragma: no cover - scikit-learn 1.5
 from .backend import BACKEND_NAMES, Backend, backend_of, get_backend, to_numpy
 from .callbacks import Progress
 from .engine import train
+from .engine.fit import epoch_plan
 from .engine.resume import Start
 from .errors import DivergenceError, InputError
 from .functional import value_and_grad
 from .network import Network
-from .optimizers import SGD, Adam, Optimizer
+from .optimizers import SGD, Adam, Optimizer, get_schedule
 from .registry import activations as activation_registry
 from .registry import optimizers as optimizer_registry
 
@@ -275,11 +276,15 @@ class _BaseMLP(BaseEstimator):
     def _check_loss(self) -> None:
         """Refuse a loss the estimator validates but anynet cannot train yet."""
 
+    def _loss_name(self) -> str | None:
+        """anynet's loss of the network (None: the output activation's default)."""
+        return None
+
     def _loss_scales(self, n_outputs: int) -> tuple[float, float]:
         """``(value, gradient)`` factors from anynet's loss to scikit-learn's."""
         return 1.0, 1.0
 
-    def _score_host(self, y_true: Any, y_pred: Any) -> float:
+    def _score_host(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
         raise NotImplementedError
 
     # -- checks --------------------------------------------------------------------------
@@ -331,18 +336,23 @@ class _BaseMLP(BaseEstimator):
             )
         return min(int(self.batch_size), n_samples)
 
-    def _optimizer(self, batch_size: int, lr: float, n_outputs: int) -> Optimizer:
+    def _optimizer(
+        self, batch_size: float, lr: float, n_outputs: int, weight: float = 1.0
+    ) -> Optimizer:
         """The solver as an anynet optimizer taking scikit-learn's steps.
 
-        scikit-learn's batch gradient is ``g_sk = s * g + alpha / batch_size * W``, where
-        ``g`` is the gradient of anynet's loss and ``s`` the gradient factor of
-        :meth:`_loss_scales` (1 for the classifiers, ``n_outputs / 2`` for the squared
-        error). SGD takes ``lr * g_sk`` as ``(s * lr) * (g + l2 * W)`` with ``l2 = alpha /
-        (batch_size * s)``; Adam, invariant to the gradient's scale but for ``epsilon``,
-        takes ``g + l2 * W`` with ``epsilon / s``.
+        scikit-learn's batch gradient is ``g_sk = s * g + alpha / S * W``, where ``g`` is
+        the gradient of anynet's (weighted mean) loss, ``S`` the batch's sum of sample
+        weights (its size without weights) and ``s`` the gradient factor of
+        :meth:`_loss_scales` (1 for one-label classifiers, ``n_outputs`` for multilabel
+        and Poisson, ``n_outputs / 2`` for the squared error). SGD takes ``lr * g_sk`` as
+        ``(s * lr) * (g + l2 * W)`` with ``l2 = alpha / (S * s)``; Adam, invariant to the
+        gradient's scale but for ``epsilon``, takes ``g + l2 * W`` with ``epsilon / s``.
+        ``S`` is taken as ``batch_size * weight`` (``weight``: the mean sample weight):
+        exact for one batch, and for batches of equal weight sums.
         """
         _, s = self._loss_scales(n_outputs)
-        l2 = float(self.alpha) / (batch_size * s)
+        l2 = float(self.alpha) / (batch_size * weight * s)
         cls = optimizer_registry.get(self.solver, "solver")
         if cls is SGD:
             momentum = float(self.momentum)
@@ -403,6 +413,7 @@ class _BaseMLP(BaseEstimator):
         self.network_ = Network(
             [n_features, *hidden, n_outputs],
             [activation] * len(hidden) + [output],
+            self._loss_name(),
             init="xavier",
             seed=seed,
             dtype=dtype,
@@ -438,14 +449,11 @@ class _BaseMLP(BaseEstimator):
         t, n_outputs = self._validate_targets(
             y, first=first, incremental=incremental, classes=classes
         )
+        weights = None  # host float64 weights, as scikit-learn checks them
         if sample_weight is not None:
-            weights = np.asarray(to_numpy(_check_sample_weight(_host(sample_weight), X)))
-            if weights.size and not np.all(weights == weights[0]):
-                raise NotImplementedError(
-                    f"{type(self).__name__}: unequal sample_weight needs weighted losses in "
-                    "anynet's Network.fit, which this version does not have; equal weights "
-                    "(the unweighted fit) or sample_weight=None are accepted"
-                )
+            # anynet's weighted losses take weights >= 0 (scikit-learn would accept others)
+            checked = _check_sample_weight(_host(sample_weight), X, ensure_non_negative=True)
+            weights = np.asarray(to_numpy(checked), dtype=np.float64)
         io = self._io_backend(X)
         if first:
             compute = self._compute_backend(io)
@@ -466,9 +474,9 @@ class _BaseMLP(BaseEstimator):
         targets = _move(t, net.backend, None if self._is_classifier else net.dtype)
         try:
             if self.solver == "lbfgs":
-                self._fit_lbfgs(x, targets, n_outputs)
+                self._fit_lbfgs(x, targets, n_outputs, weights)
             else:
-                self._fit_stochastic(x, targets, t, seed, n_outputs, incremental)
+                self._fit_stochastic(x, targets, t, seed, n_outputs, incremental, weights)
         except DivergenceError as error:
             raise ValueError(_NON_FINITE) from error
         xp = net.backend.xp
@@ -484,13 +492,14 @@ class _BaseMLP(BaseEstimator):
         self.best_validation_score_ = -np.inf if self.early_stopping else None
 
     # -- L-BFGS ----------------------------------------------------------------------------
-    def _fit_lbfgs(self, x: Array, t: Array, n_outputs: int) -> None:
+    def _fit_lbfgs(self, x: Array, t: Array, n_outputs: int, weights: Any = None) -> None:
         """scipy's L-BFGS-B on scikit-learn's objective, with anynet's gradients.
 
         The loss and its hand-written gradients are computed on the network's backend and
         device; the parameters travel to the host as one float64 vector per evaluation.
         The objective is scikit-learn's: the loss (half the squared error for the
-        regressor) plus ``0.5 * alpha * sum(W**2) / n_samples``.
+        regressor) plus ``0.5 * alpha * sum(W**2) / n_samples``; with ``weights`` the
+        weighted mean loss plus ``0.5 * alpha * sum(W**2) / sum(weights)``.
         """
         net = self.network_
         backend, model = net.backend, net.model
@@ -499,7 +508,8 @@ class _BaseMLP(BaseEstimator):
                 for key, value in net.params.items()}  # fmt: skip
         shapes = [host[key].shape for key in keys]
         bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in shapes])
-        n = x.shape[0]
+        n = x.shape[0] if weights is None else float(np.sum(weights))
+        engine_weights = self._engine_weights(weights)
         alpha = float(self.alpha)
         value_scale, grad_scale = self._loss_scales(n_outputs)
 
@@ -511,7 +521,7 @@ class _BaseMLP(BaseEstimator):
             parts = unpack(w)
             params = {key: backend.asarray(part, net.dtype) for key, part in parts.items()}
             with backend.float_errors_silenced():
-                value, grads = value_and_grad(model, params, x, t)
+                value, grads = value_and_grad(model, params, x, t, sample_weight=engine_weights)
             loss = value_scale * float(to_numpy(value))
             pieces = []
             for key in keys:
@@ -540,11 +550,22 @@ class _BaseMLP(BaseEstimator):
         net.set_params(unpack(np.asarray(result.x)))
 
     # -- the stochastic solvers ---------------------------------------------------------
+    def _engine_weights(self, weights: Any) -> Array | None:
+        """``weights`` on the network's backend for the weighted mean loss; None where
+        they are all equal (the weighted mean is then the plain one)."""
+        if weights is None or np.all(weights == weights[0]):
+            return None
+        net = self.network_
+        return net._weights(weights, weights.shape[0])
+
     def _fit_stochastic(
-        self, x: Array, t: Array, t_host: Any, seed: int, n_outputs: int, incremental: bool
-    ) -> None:
+        self, x: Array, t: Array, t_host: Any, seed: int, n_outputs: int, incremental: bool,
+        weights: Any = None,
+    ) -> None:  # fmt: skip
         """scikit-learn's ``_fit_stochastic``: epochs of anynet's engine (one call each, so
-        the learning rate may change between them) with its schedules and stopping rule."""
+        the learning rate may change between them) with its schedules and stopping rule.
+        ``weights``: host sample weights (None: unweighted), split with the rows for early
+        stopping, whose validation score they weight, as scikit-learn's."""
         net = self.network_
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -567,15 +588,21 @@ class _BaseMLP(BaseEstimator):
                 )
             xp, backend = net.backend.xp, net.backend
             rows, held = backend.asarray(train_index), backend.asarray(val_index)
-            validation = (xp.take(x, held, axis=0), np.asarray(t_host)[val_index])
+            validation = (
+                xp.take(x, held, axis=0),
+                np.asarray(t_host)[val_index],
+                None if weights is None else weights[val_index],
+            )
             x, t = xp.take(x, rows, axis=0), xp.take(t, rows, axis=0)
+            weights = None if weights is None else weights[train_index]
         n = x.shape[0]
         batch_size = self._batch_size(n)
+        w = self._engine_weights(weights)
         best_params = None
         schedule = self.learning_rate if self.solver == "sgd" else "constant"
         self.n_iter_ = 0
         for _ in range(int(self.max_iter)):
-            loss = self._epoch(x, t, seed, batch_size, n_outputs)
+            loss = self._epoch(x, t, seed, batch_size, n_outputs, weights, w)
             self.n_iter_ += 1
             self.loss_ = loss
             self.t_ += n
@@ -622,15 +649,21 @@ class _BaseMLP(BaseEstimator):
         if early_stopping and best_params is not None:
             net.set_params(best_params)  # scikit-learn restores the best weights
 
-    def _epoch(self, x: Array, t: Array, seed: int, batch_size: int, n_outputs: int) -> float:
+    def _epoch(
+        self, x: Array, t: Array, seed: int, batch_size: int, n_outputs: int,
+        weights: Any = None, w: Array | None = None,
+    ) -> float:  # fmt: skip
         """One epoch of the engine at the current learning rate; scikit-learn's loss of it.
+
+        ``weights``: the host sample weights, ``w`` the engine's (None where equal).
 
         SGD's velocity is anynet's (PyTorch's) ``v``, scikit-learn's is ``-lr * v``: when the
         rate changes, ``v`` is rescaled by ``old / new`` so both take the same steps.
         """
         net = self.network_
         lr = float(self._learning_rate)  # type: ignore[arg-type]
-        optimizer = self._optimizer(batch_size, lr, n_outputs)
+        mean_weight = 1.0 if weights is None else float(np.mean(weights))
+        optimizer = self._optimizer(batch_size, lr, n_outputs, mean_weight)
         xp = net.backend.xp
         fresh = optimizer.init(net.params, xp=xp)
         state = net.optimizer_state
@@ -658,14 +691,26 @@ class _BaseMLP(BaseEstimator):
         loop = train(
             net.model, net.backend, net.dtype, net.params, net.state, x, targets,
             epochs=epoch + 1, optimizer=optimizer, batch_size=batch_size,
-            shuffle=bool(self.shuffle), seed=seed, start=start,
+            shuffle=bool(self.shuffle), seed=seed, start=start, sample_weight=w,
         )  # fmt: skip
         history = net._drive(loop, [], None, Progress(0, 1), epoch + 1)
         self._epochs_seen += 1
         value_scale, _ = self._loss_scales(n_outputs)
-        n_batches = math.ceil(x.shape[0] / batch_size)
-        # the L2 term of each batch at the epoch's first weights: exact for one batch
-        penalty = 0.5 * float(self.alpha) * squares * n_batches / x.shape[0]
+        # the L2 term of each batch, 0.5 * alpha * squares / (its sum of weights), weighted
+        # by the batch's size, at the epoch's first weights: exact for one batch
+        n = x.shape[0]
+        if weights is None:
+            share = math.ceil(n / batch_size) / n  # sum over batches of size / (n * size)
+        else:
+            order, _ = epoch_plan(get_schedule(None), lr, seed, epoch, n, batch_size,
+                                  bool(self.shuffle))  # fmt: skip
+            ordered = weights if order is None else weights[order]
+            share = 0.0
+            for first in range(0, n, batch_size):
+                part = ordered[first : first + batch_size]
+                total = float(np.sum(part))  # a batch of zero weights adds no L2 step
+                share += part.shape[0] / (n * total) if total > 0 else 0.0
+        penalty = 0.5 * float(self.alpha) * squares * share
         return value_scale * float(history.loss[-1]) + penalty
 
     def _update_loss(self) -> None:
@@ -679,10 +724,11 @@ class _BaseMLP(BaseEstimator):
         if loss < self.best_loss_:
             self.best_loss_ = loss
 
-    def _update_validation(self, x_val: Array, y_val: Any) -> bool:
-        """Score the held-out part; whether it is the best so far."""
+    def _update_validation(self, x_val: Array, y_val: Any, w_val: Any = None) -> bool:
+        """Score the held-out part (weighted by ``w_val``, as scikit-learn's); whether it
+        is the best so far."""
         out = np.asarray(to_numpy(self.network_.predict(x_val)))
-        score = self._score_host(y_val, out) if np.isfinite(out).all() else np.nan
+        score = self._score_host(y_val, out, w_val) if np.isfinite(out).all() else np.nan
         if self.validation_scores_ is None or self.best_validation_score_ is None:
             # a warm start with early stopping after a fit without
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
@@ -917,7 +963,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Attributes
     ----------
     classes_ : numpy.ndarray of shape (n_classes,)
-        The class labels, sorted (a NumPy array whatever the input's namespace).
+        The class labels, sorted (a NumPy array whatever the input's namespace);
+        ``arange(n_labels)`` for a multilabel ``y``.
     n_features_in_ : int
     feature_names_in_ : numpy.ndarray of shape (n_features_in_,)
         Only when ``X`` had string feature names (pandas).
@@ -940,9 +987,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_layers_ : int
         Layers, input and output included.
     n_outputs_ : int
-        Output units (1 for two classes).
+        Output units (1 for two classes, one per label for multilabel).
     out_activation_ : str
-        ``"logistic"`` or ``"softmax"``.
+        ``"logistic"`` (two classes, multilabel) or ``"softmax"``.
     coefs_, intercepts_ : list of arrays
         Weights ``(n_in, n_out)`` and biases per layer (scikit-learn's layout).
     network_ : anynet.Network
@@ -962,10 +1009,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> Any:
         if type_of_target(y) == "multilabel-indicator":
-            raise NotImplementedError(
-                "MLPClassifier: multilabel y (an indicator matrix) needs a multilabel head "
-                "in anynet's core, which this version does not have"
+            return self._multilabel_targets(y, first=first, incremental=incremental)
+        if getattr(self, "_multilabel", False) and not (first and not incremental):
+            raise ValueError(
+                "y must be a multilabel indicator matrix (n_samples, n_labels) as in the "
+                f"previous fit, got {type_of_target(y)!r} targets"
             )
+        self._multilabel = False
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if first and not incremental:
@@ -991,11 +1041,33 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
         return codes.astype(np.int64), n_outputs
 
-    def _output_activation(self, n_outputs: int) -> tuple[str, str]:
-        return ("sigmoid", "logistic") if n_outputs == 1 else ("softmax", "softmax")
+    def _multilabel_targets(self, y: Any, *, first: bool, incremental: bool) -> Any:
+        """An indicator matrix ``(n, K)``: K sigmoid outputs, ``classes_ = arange(K)`` as
+        scikit-learn's ``LabelBinarizer`` sets them."""
+        y = np.asarray(y)
+        n_labels = y.shape[1]
+        if first or not hasattr(self, "classes_"):  # partial_fit too: scikit-learn's binarizer
+            self.classes_ = np.arange(n_labels)
+        elif not getattr(self, "_multilabel", False) or len(self.classes_) != n_labels:
+            raise ValueError(
+                f"y must have the {len(self.classes_)} classes of the previous fit, got a "
+                f"multilabel indicator matrix of {n_labels} labels"
+            )
+        self._multilabel = True
+        return (y > 0).astype(np.int64), n_labels
 
-    def _score_host(self, y_true: Any, y_pred: Any) -> float:
-        return float(accuracy_score(y_true, y_pred))
+    def _output_activation(self, n_outputs: int) -> tuple[str, str]:
+        if n_outputs == 1 or getattr(self, "_multilabel", False):
+            return "sigmoid", "logistic"
+        return "softmax", "softmax"
+
+    def _loss_scales(self, n_outputs: int) -> tuple[float, float]:
+        # scikit-learn sums the binary cross-entropy over the labels (anynet averages)
+        k = float(n_outputs) if getattr(self, "_multilabel", False) else 1.0
+        return k, k
+
+    def _score_host(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+        return float(accuracy_score(y_true, y_pred, sample_weight=sample_weight))
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
@@ -1004,10 +1076,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ----------
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
             Sparse matrices are densified (anynet's layers take dense inputs).
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Labels, or a 0/1 indicator matrix for multilabel classification.
         sample_weight : array-like of shape (n_samples,), optional
-            Validated as scikit-learn does; anything but None raises NotImplementedError
-            (weighted losses are not in anynet's ``Network.fit`` yet).
+            Non-negative weights: each batch's loss is their weighted mean, and the L2
+            term is divided by the batch's sum of weights, as in scikit-learn; early
+            stopping weights its validation score with them.
 
         Returns
         -------
@@ -1044,7 +1118,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X: Any) -> Array:
-        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order
+        (for a multilabel fit each label's probability, rows not summing to 1).
 
         An array of ``X``'s namespace and device under array API dispatch (else NumPy),
         in the network's dtype; rows sum to 1.
@@ -1060,13 +1135,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self._result(net.backend.xp.log(net.predict_proba(x)), io)
 
     def predict(self, X: Any) -> Array:
-        """Predicted labels, shape (n_samples,), values from ``classes_``.
+        """Predicted labels, shape (n_samples,), values from ``classes_``; for a multilabel
+        fit an int64 indicator matrix (n_samples, n_labels), each label's probability > 0.5.
 
         Numeric labels come as an array of ``X``'s namespace and device under array API
         dispatch (else NumPy); other labels (strings) as a NumPy array.
         """
         x, io = self._inputs(X, "predict")
         codes = self._result(self.network_.predict(x), io)
+        if getattr(self, "_multilabel", False):  # the indicator matrix, int64 as scikit-learn's
+            return io.xp.astype(codes, io.xp.int64)
         if self.classes_.dtype.kind in "biuf":
             classes = io.asarray(self.classes_)
             return io.xp.take(classes, io.xp.astype(codes, io.int_dtype), axis=0)
@@ -1076,10 +1154,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
         return tags
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y``, a float in [0, 1]."""
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``, a float in [0, 1] (the
+        subset accuracy for multilabel ``y``; weighted by ``sample_weight`` when given)."""
         y_pred = np.asarray(to_numpy(self.predict(X)))
         with sklearn.config_context(array_api_dispatch=False):
             return float(accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight)))
@@ -1095,8 +1175,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters
     ----------
     loss : {"squared_error", "poisson"}, default="squared_error"
-        scikit-learn's half squared error. ``"poisson"`` is validated but raises
-        NotImplementedError: anynet's core has no Poisson loss yet.
+        scikit-learn's half squared error, or its half Poisson deviance (summed over the
+        outputs) on an ``exp`` output for counts ``y >= 0``.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, \
 momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, \
@@ -1113,7 +1193,7 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss
     n_outputs_ : int
         Number of targets.
     out_activation_ : str
-        ``"identity"``.
+        ``"identity"``, or ``"exp"`` with ``loss="poisson"``.
 
     Examples
     --------
@@ -1176,22 +1256,21 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss
     def _parameter_constraints(self) -> dict[str, Any]:
         return {**_constraints(), "loss": [StrOptions({"squared_error", "poisson"})]}
 
-    def _check_loss(self) -> None:
-        if self.loss == "poisson":
-            raise NotImplementedError(
-                "MLPRegressor: loss='poisson' needs a Poisson loss with an exponential "
-                "output in anynet's core, which this version does not have; use "
-                "loss='squared_error'"
-            )
+    def _loss_name(self) -> str | None:
+        return "poisson" if self.loss == "poisson" else None
 
     def _loss_scales(self, n_outputs: int) -> tuple[float, float]:
+        if self.loss == "poisson":
+            # scikit-learn's half Poisson deviance sums over the outputs (anynet's
+            # averages), its gradient (exp(z) - y) / n_samples likewise
+            return float(n_outputs), float(n_outputs)
         # scikit-learn's squared error is half the mean over all elements (anynet's mse
         # is the mean), and its gradient is (prediction - y) / n_samples whatever the
         # number of outputs: n_outputs / 2 times the gradient of anynet's mse
         return 0.5, n_outputs / 2
 
-    def _score_host(self, y_true: Any, y_pred: Any) -> float:
-        return float(r2_score(y_true, y_pred))
+    def _score_host(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+        return float(r2_score(y_true, y_pred, sample_weight=sample_weight))
 
     def _validate_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> Any:
         y = np.asarray(y)
@@ -1201,7 +1280,7 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss
         return y, n_outputs
 
     def _output_activation(self, n_outputs: int) -> tuple[str, str]:
-        return "identity", "identity"
+        return ("exp", "exp") if self.loss == "poisson" else ("identity", "identity")
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples[, n_outputs]).

@@ -80,23 +80,9 @@ def test_import_without_sklearn_says_how_to_install(monkeypatch: pytest.MonkeyPa
 
 #: Checks of scikit-learn's suite that cannot apply, with the reason (scikit-learn's
 #: documented expected-failure mechanism, ``expected_failed_checks``; strict, so a check
-#: that starts passing fails here). Unequal sample weights need weighted losses in
-#: ``Network.fit`` (issue #21, core half): until then they raise NotImplementedError, and
-#: these checks, which fit with unequal weights, cannot pass. Every other check of the
-#: installed scikit-learn passes for both estimators, the array API ones included.
-_WEIGHTS = "unequal sample_weight raises NotImplementedError (no weighted losses in the core)"
-_WEIGHT_CHECKS = (
-    "check_sample_weights_not_overwritten",
-    "check_sample_weight_equivalence_on_dense_data",
-    "check_sample_weight_equivalence_on_sparse_data",
-)
-EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
-    "MLPClassifier": {
-        **dict.fromkeys(_WEIGHT_CHECKS, _WEIGHTS),
-        "check_classifiers_one_label_sample_weights": _WEIGHTS,
-    },
-    "MLPRegressor": dict.fromkeys(_WEIGHT_CHECKS, _WEIGHTS),
-}
+#: that starts passing fails here). None: every check of the installed scikit-learn
+#: passes for both estimators, the sample-weight equivalence and array API ones included.
+EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {"MLPClassifier": {}, "MLPRegressor": {}}
 
 
 def _expected_failed_checks(estimator) -> dict[str, str]:
@@ -566,14 +552,16 @@ def test_pickled_estimator_predicts_the_same_on_its_backend(backend):
 
 
 def _problem(kind):
-    """Small standardised data: ``c2``/``c3`` two or three classes, ``r1``/``r2`` one or two
-    regression targets."""
+    """Small standardised data: ``c2``/``c3`` two or three classes, ``cm`` three labels
+    (an indicator matrix), ``r1``/``r2`` one or two regression targets, ``p2`` two counts."""
     X, labels = _blobs(n=60)
     targets = {
         "c2": labels % 2,
         "c3": labels,
         "r1": np.sin(X[:, 0]),
         "r2": np.stack([np.sin(X[:, 0]), X[:, 1] * X[:, 2]], axis=1),
+        "cm": np.stack([labels == 0, X[:, 0] > 0, labels != 1], axis=1).astype(np.int64),
+        "p2": np.stack([np.round(np.exp(0.5 * X[:, 0])), np.round(np.exp(0.3 * X[:, 1]))], 1),
     }
     return X, targets[kind]
 
@@ -856,36 +844,168 @@ def test_n_iter_no_change_inf_runs_every_epoch():
 
 
 @needs_sklearn
-def test_what_the_core_cannot_train_yet_is_refused_by_name():
-    MLPClassifier, MLPRegressor = _estimators()
+def test_sample_weights_are_checked_and_multilabel_stays_multilabel():
+    MLPClassifier, _ = _estimators()
     X, y = _problem("c3")
-    with pytest.raises(NotImplementedError, match="loss='poisson' needs a Poisson loss"):
-        MLPRegressor(loss="poisson").fit(X, np.abs(X[:, 0]))
-    with pytest.raises(NotImplementedError, match="multilabel y"):
-        MLPClassifier().fit(X, np.stack([y == 0, y == 1], axis=1).astype(int))
-    with pytest.raises(NotImplementedError, match="unequal sample_weight"):
-        MLPClassifier().fit(X, y, sample_weight=np.arange(60.0))
     with pytest.raises(ValueError, match=r"sample_weight.shape == \(59,\), expected \(60,\)"):
         MLPClassifier().fit(X, y, sample_weight=np.ones(59))  # scikit-learn's own check
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        MLPClassifier().fit(X, y, sample_weight=-np.ones(60))
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        MLPClassifier(solver="lbfgs").fit(X, y, sample_weight=np.zeros(60))
+    indicator = _problem("cm")[1]
+    clf = MLPClassifier((4,), max_iter=2, warm_start=True).fit(X, indicator)
+    with pytest.raises(ValueError, match="multilabel indicator matrix .* as in the previous fit"):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match="the 3 classes of the previous fit, got a multilabel"):
+        clf.fit(X, indicator[:, :2])
 
 
 @needs_sklearn
 def test_equal_sample_weights_and_sparse_inputs_give_the_plain_fit():
+    """Weights of 1 are the plain fit; weights of 2.5 too, but for the L2 term, which
+    scikit-learn divides by the sum of the weights: the plain fit with alpha / 2.5."""
     import scipy.sparse
 
     MLPClassifier, MLPRegressor = _estimators()
     X, y = _problem("c3")
-    settings = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    settings = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0, alpha=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain = MLPClassifier(**settings).fit(X, y)
+        ones = MLPClassifier(**settings).fit(X, y, sample_weight=np.ones(60))
         weighted = MLPClassifier(**settings).fit(X, y, sample_weight=np.full(60, 2.5))
+        scaled = MLPClassifier(**{**settings, "alpha": 0.1 / 2.5}).fit(X, y)
         sparse = MLPClassifier(**settings).fit(scipy.sparse.csr_matrix(X), y)
         regressor = MLPRegressor(**settings).fit(scipy.sparse.csc_matrix(X), X[:, 0])
-    assert weighted.loss_curve_ == plain.loss_curve_ == sparse.loss_curve_
+    assert ones.loss_curve_ == plain.loss_curve_ == sparse.loss_curve_
+    np.testing.assert_allclose(weighted.loss_curve_, scaled.loss_curve_, rtol=1e-13)
+    assert weighted.loss_curve_ != plain.loss_curve_
     np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
                                   plain.predict_proba(X))  # fmt: skip
     assert regressor.predict(scipy.sparse.csr_matrix(X)).shape == (60,)
+
+
+def _weights(n=60):
+    """Integer sample weights with zeros among them, as scikit-learn's equivalence checks."""
+    return np.random.default_rng(7).integers(0, 4, size=n).astype(np.float64)
+
+
+#: Settings under which scikit-learn's weighted steps are anynet's exactly: full batch
+#: (the L2 term's divisor is the batch's sum of weights, taken as the mean weight times
+#: the batch size), minibatches without L2, and lbfgs.
+_WEIGHTED = {
+    "sgd-full-l2": dict(solver="sgd", learning_rate_init=0.1, batch_size=60, alpha=0.1),
+    "sgd-minibatch": dict(solver="sgd", learning_rate_init=0.1, batch_size=16, alpha=0.0),
+    "adam-full-l2": dict(solver="adam", learning_rate_init=0.01, batch_size=60, alpha=0.1),
+    "lbfgs": dict(solver="lbfgs", alpha=0.1),
+}
+
+
+def _compare_fits(ours, theirs, X, y, rtol, **fit):
+    """Both from the same weights (``_same_start``), 8 more epochs (iterations), compared."""
+    _same_start(ours, theirs, X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.set_params(max_iter=8).fit(X, y, **fit)
+        theirs.set_params(max_iter=8).fit(X, y, **fit)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=rtol)
+    if hasattr(theirs, "loss_curve_"):
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
+    method = "predict_proba" if hasattr(theirs, "predict_proba") else "predict"
+    np.testing.assert_allclose(
+        an.to_numpy(getattr(ours, method)(X)), getattr(theirs, method)(X), rtol=10 * rtol,
+        atol=10 * rtol,
+    )  # fmt: skip
+    if method == "predict_proba":  # the same labels
+        np.testing.assert_array_equal(an.to_numpy(ours.predict(X)), theirs.predict(X))
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("kind", ["c2", "c3", "r2"])
+@pytest.mark.parametrize("setting", sorted(_WEIGHTED))
+def test_weighted_fits_are_scikit_learns(backend, dtype, kind, setting):
+    X, y = _problem(kind)
+    ours, theirs = _pair(kind, backend, dtype, shuffle=False, **_WEIGHTED[setting])
+    rtol = 2e-5 if setting.startswith("adam") else 1e-9
+    _compare_fits(ours, theirs, X, y, rtol, sample_weight=_weights())
+
+
+@needs_sklearn
+def test_weighted_partial_fit_and_early_stopping_are_scikit_learns():
+    """partial_fit takes the weights of each call; early stopping splits them with the
+    rows and weights the validation score, as scikit-learn 1.9 does."""
+    X, y = _problem("c3")
+    backend, sw = an.get_backend("numpy"), _weights()
+    # no momentum: partial_fit continues each one's optimizer state from _same_start's epoch
+    ours, theirs = _pair("c3", backend, "float64", solver="sgd", shuffle=False, batch_size=60,
+                         learning_rate_init=0.1, alpha=0.1, momentum=0.0)  # fmt: skip
+    _same_start(ours, theirs, X, y)
+    for _ in range(3):
+        ours.partial_fit(X, y, sample_weight=sw)
+        theirs.partial_fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-10)
+    ours, theirs = _pair("c3", backend, "float64", solver="sgd", shuffle=False, batch_size=60,
+                         learning_rate_init=0.1, alpha=0.1, early_stopping=True,
+                         validation_fraction=0.3, tol=0.0, n_iter_no_change=100)  # fmt: skip
+    _same_start(ours, theirs, X, y)
+    for estimator in (ours, theirs):
+        estimator.validation_scores_, estimator.best_validation_score_ = [], -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.set_params(max_iter=10).fit(X, y, sample_weight=sw)
+        theirs.set_params(max_iter=10).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, atol=1e-12)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, abs=1e-12)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-10)
+    # the scores are weighted: those of the held-out rows' weighted accuracy
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import train_test_split
+
+    _, X_val, _, y_val, _, w_val = train_test_split(X, y, sw, random_state=0, test_size=0.3)
+    best = accuracy_score(y_val, ours.predict(X_val), sample_weight=w_val)
+    assert ours.best_validation_score_ == pytest.approx(best, abs=1e-12)
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("setting", sorted(_WEIGHTED))
+def test_poisson_regressor_is_scikit_learns(backend, dtype, setting):
+    X, y = _problem("p2")
+    ours, theirs = _pair("p2", backend, dtype, shuffle=False, loss="poisson", **_WEIGHTED[setting])
+    rtol = 2e-5 if setting.startswith("adam") else 1e-9
+    _compare_fits(ours, theirs, X, y, rtol, sample_weight=_weights())
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.network_.model.head.loss.name == "poisson"
+    assert np.all(an.to_numpy(ours.predict(X)) > 0)
+
+
+@needs_sklearn
+@pytest.mark.dtypes("float64")
+@pytest.mark.parametrize("setting", sorted(_WEIGHTED))
+def test_multilabel_classifier_is_scikit_learns(backend, dtype, setting):
+    from sklearn.metrics import accuracy_score
+
+    X, y = _problem("cm")
+    ours, theirs = _pair("cm", backend, dtype, shuffle=False, **_WEIGHTED[setting])
+    rtol = 2e-5 if setting.startswith("adam") else 1e-9
+    _compare_fits(ours, theirs, X, y, rtol)
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    assert ours.out_activation_ == theirs.out_activation_ == "logistic"
+    assert ours.n_outputs_ == theirs.n_outputs_ == 3
+    predicted, proba = ours.predict(X), ours.predict_proba(X)
+    assert predicted.shape == proba.shape == (60, 3)
+    assert predicted.dtype == theirs.predict(X).dtype
+    np.testing.assert_array_equal(predicted, (proba > 0.5).astype(int))
+    # the subset accuracy, as scikit-learn's
+    assert ours.score(X, y) == accuracy_score(y, predicted) == np.mean(np.all(predicted == y, 1))
+    assert ours.score(X, y) == theirs.score(X, y)
+    weighted = ours.score(X, y, sample_weight=_weights())
+    assert weighted == pytest.approx(theirs.score(X, y, sample_weight=_weights()), abs=1e-15)
 
 
 @needs_sklearn
