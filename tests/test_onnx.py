@@ -24,6 +24,7 @@ from anynet.layers import (
     BatchNorm,
     Dense,
     Dropout,
+    Exp,
     Identity,
     Layer,
     LayerNorm,
@@ -184,6 +185,7 @@ LAYERS = {
     "LeakyReLU": LeakyReLU(0.1),
     "LeakyReLU-steep": LeakyReLU(2.0),  # slope > 1: the where branch
     "Identity": Identity(),
+    "Exp": Exp(),  # a hidden exp: the Poisson head's link, here between two Dense layers
     "Dropout": Dropout(0.5),
     "LayerNorm": LayerNorm(),
     "BatchNorm": BatchNorm(),
