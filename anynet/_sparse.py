@@ -9,11 +9,15 @@ from a program that imported it already, so ``sys.modules`` tells.
   stays sparse; each inference batch of rows is densified, checked and moved to the
   device on its own (:class:`SparseRows`), so memory grows with the batch, never with
   the rows scored at once.
-* Training (``fit``, ``gradients``): the engine moves the data to the device once per
-  call and gathers its batches there, so it needs the dense matrix;
-  :func:`densify` writes it :data:`DENSIFY_BUDGET` values at a time into one dense array
-  of the network's dtype. Memory: ``n_samples * n_features`` values of that dtype (what a
-  dense ``X`` takes), plus one block; never a float64 copy of a float32 network's data.
+* Training with minibatches (``fit(batch_size=...)``): the matrix stays sparse too; the
+  engine gathers each batch's rows on the host in the epoch's order and densifies just
+  those (:class:`anynet.engine.host_rows.HostRows`), running the plain loop
+  (``engine="eager"``): memory grows with the batch, not with the rows trained on.
+* Where one batch is the whole data (full-batch ``fit``, ``gradients``, validation
+  data): :func:`densify` writes it :data:`DENSIFY_BUDGET` values at a time into one
+  dense array of the network's dtype. Memory: ``n_samples * n_features`` values of that
+  dtype (what a dense ``X`` takes), plus one block; never a float64 copy of a float32
+  network's data.
 """
 
 from __future__ import annotations
@@ -59,8 +63,9 @@ def _block_rows(n_features: int, budget: int) -> int:
 
 
 class SparseRows:
-    """A sparse matrix that densifies on slicing: ``rows[start:stop, ...]`` is a checked
-    dense array of the network's backend, dtype and device.
+    """A sparse matrix that densifies on indexing: ``rows[start:stop, ...]`` (or
+    ``rows[indices]``, a NumPy integer array) is a checked dense array of the network's
+    backend, dtype and device.
 
     Parameters
     ----------
@@ -79,8 +84,8 @@ class SparseRows:
 
     def __getitem__(self, index: Any) -> Any:
         rows = index[0] if isinstance(index, tuple) else index
-        if not isinstance(rows, slice):
-            raise TypeError("SparseRows supports slices of rows only")
+        if not isinstance(rows, (slice, np.ndarray)):
+            raise TypeError("SparseRows takes a slice or a NumPy array of row indices")
         return self._dense(self._csr[rows].toarray())
 
     def blocks(self, size: int) -> Any:

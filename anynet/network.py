@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .backend import Backend, convert, get_backend, to_floats, to_numpy
 from .callbacks import Callback, Checkpointer, History, Progress, as_callbacks
-from .engine import parallel_logits, train
+from .engine import HostRows, parallel_logits, train
 from .engine import resume as resume_rules
 from .errors import BackendError, CheckpointError, DivergenceError, InputError, NumericalError
 from .heads import make_head
@@ -384,7 +384,7 @@ class Network:
     # -- computation -----------------------------------------------------------
     def _inputs(self, X: Any, name: str = "X", *, lazy: bool = False) -> Any:
         """``X`` checked, cast and on the device. A SciPy sparse ``X`` is densified whole
-        (:func:`anynet._sparse.densify`), or with ``lazy`` (inference) kept sparse as
+        (:func:`anynet._sparse.densify`), or with ``lazy`` kept sparse as
         :class:`~anynet._sparse.SparseRows`, densified one batch of rows at a time."""
         if is_sparse(X):
             if not lazy:
@@ -402,6 +402,14 @@ class Network:
         return check_features(
             X, self.backend, self.model.inputs, self.dtype, name, self._width_names[0]
         )
+
+    def _training_inputs(self, X: Any) -> Any:
+        """``fit``'s ``X``: as :meth:`_inputs`; a SciPy sparse ``X`` stays on the host as
+        :class:`~anynet.engine.HostRows`, each minibatch densified on its own."""
+        if not is_sparse(X):
+            return self._inputs(X)
+        rows = self._inputs(X, lazy=True)
+        return HostRows(rows.__getitem__, rows.shape, lambda: self._inputs(X))
 
     def _weights(self, sample_weight: Any, n_samples: int, name: str = "sample_weight") -> Any:
         """Checked sample weights ``(n,)`` on the device, or None; refused for a loss that
@@ -591,7 +599,10 @@ class Network:
         Parameters
         ----------
         X : array_like, shape (n_samples, n_features)
-            NumPy array, nested list, or an array of the network's backend and device.
+            NumPy array, nested list, or an array of the network's backend and device; or
+            a SciPy sparse matrix: with ``batch_size`` kept on the host, each batch
+            densified on its own and trained by the plain loop (``engine="eager"``'s
+            numbers), else densified once (the training guide's "Sparse inputs").
         y : array_like, shape (n_samples,) or (n_samples, n_outputs)
             0/1 labels (sigmoid output), class labels or one-hot rows (softmax), or
             values (regression).
@@ -690,7 +701,7 @@ class Network:
         """
         opt = get_optimizer(optimizer, None if lr is None else check_positive_float(lr, "lr"))
         allowed = resume_rules.check_allowed_changes(allow_changes)
-        x = self._inputs(X)
+        x = self._training_inputs(X)
         t = self._targets(y, x.shape[0])
         w = self._weights(sample_weight, x.shape[0])
         if class_weight is not None:

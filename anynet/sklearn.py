@@ -197,6 +197,8 @@ def _same_place(a: Backend, b: Backend) -> bool:
 
 def _float_name(X: Array) -> str:
     """``"float32"`` for float32 data, ``"float64"`` otherwise."""
+    if scipy.sparse.issparse(X):
+        return "float32" if X.dtype == np.float32 else "float64"
     xp = array_namespace(X)
     return "float32" if X.dtype == xp.float32 else "float64"
 
@@ -402,7 +404,7 @@ class _BaseMLP(BaseEstimator):
         y = _host(y)
         if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return _dense(X), y
+        return X, y  # a sparse X stays sparse: densified a batch at a time
 
     def _new_network(
         self, n_features: int, n_outputs: int, compute: Backend, dtype: str, seed: int
@@ -470,13 +472,13 @@ class _BaseMLP(BaseEstimator):
             self._new_curves()  # warm start of a stochastic solver after an lbfgs fit
         self._fit_io = io
         net = self.network_
-        x = _move(X, net.backend, net.dtype)
         targets = _move(t, net.backend, None if self._is_classifier else net.dtype)
         try:
-            if self.solver == "lbfgs":
+            if self.solver == "lbfgs":  # full batch: the one batch is the whole data
+                x = _move(_dense(X), net.backend, net.dtype)
                 self._fit_lbfgs(x, targets, n_outputs, weights)
             else:
-                self._fit_stochastic(x, targets, t, seed, n_outputs, incremental, weights)
+                self._fit_stochastic(X, targets, t, seed, n_outputs, incremental, weights)
         except DivergenceError as error:
             raise ValueError(_NON_FINITE) from error
         xp = net.backend.xp
@@ -559,14 +561,18 @@ class _BaseMLP(BaseEstimator):
         return net._weights(weights, weights.shape[0])
 
     def _fit_stochastic(
-        self, x: Array, t: Array, t_host: Any, seed: int, n_outputs: int, incremental: bool,
+        self, X: Any, t: Array, t_host: Any, seed: int, n_outputs: int, incremental: bool,
         weights: Any = None,
     ) -> None:  # fmt: skip
         """scikit-learn's ``_fit_stochastic``: epochs of anynet's engine (one call each, so
         the learning rate may change between them) with its schedules and stopping rule.
-        ``weights``: host sample weights (None: unweighted), split with the rows for early
-        stopping, whose validation score they weight, as scikit-learn's."""
+        ``X``: validated data (a SciPy sparse matrix stays sparse and trains a batch at a
+        time: ``Network.fit``'s host rows). ``weights``: host sample weights (None:
+        unweighted), split with the rows for early stopping, whose validation score they
+        weight, as scikit-learn's."""
         net = self.network_
+        sparse = scipy.sparse.issparse(X)
+        x = X if sparse else _move(X, net.backend, net.dtype)
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         if not incremental or self._learning_rate is None:
@@ -589,12 +595,15 @@ class _BaseMLP(BaseEstimator):
             xp, backend = net.backend.xp, net.backend
             rows, held = backend.asarray(train_index), backend.asarray(val_index)
             validation = (
-                xp.take(x, held, axis=0),
+                x[val_index] if sparse else xp.take(x, held, axis=0),  # predict batches it
                 np.asarray(t_host)[val_index],
                 None if weights is None else weights[val_index],
             )
-            x, t = xp.take(x, rows, axis=0), xp.take(t, rows, axis=0)
+            x = x[train_index] if sparse else xp.take(x, rows, axis=0)
+            t = xp.take(t, rows, axis=0)
             weights = None if weights is None else weights[train_index]
+        if sparse:
+            x = net._training_inputs(x)
         n = x.shape[0]
         batch_size = self._batch_size(n)
         w = self._engine_weights(weights)
@@ -756,13 +765,13 @@ class _BaseMLP(BaseEstimator):
     # -- prediction ------------------------------------------------------------------------
     def _inputs(self, X: Any, method: str) -> tuple[Array, Backend]:
         check_is_fitted(self)
-        X = _dense(
-            _validate_data(
-                self, X, reset=False, accept_sparse=["csr", "csc"], dtype=_float_dtypes(X)
-            )
+        X = _validate_data(
+            self, X, reset=False, accept_sparse=["csr", "csc"], dtype=_float_dtypes(X)
         )
         io = self._check_namespace(X, method)
         net = self.network_
+        if scipy.sparse.issparse(X):  # the network densifies one inference batch at a time
+            return X, io
         return _move(X, net.backend, net.dtype), io
 
     @staticmethod
@@ -1075,7 +1084,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Parameters
         ----------
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
-            Sparse matrices are densified (anynet's layers take dense inputs).
+            Sparse matrices are densified one batch at a time on the host (anynet's
+            layers take dense inputs; ``"lbfgs"`` densifies the whole matrix once).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Labels, or a 0/1 indicator matrix for multilabel classification.
         sample_weight : array-like of shape (n_samples,), optional
@@ -1285,7 +1295,7 @@ validation_scores_, best_validation_score_, n_layers_, coefs_, intercepts_, loss
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples[, n_outputs]).
 
-        ``X`` may be a scipy sparse matrix (densified); ``sample_weight`` as for
+        ``X`` may be a scipy sparse matrix (densified a batch at a time); ``sample_weight`` as for
         :meth:`MLPClassifier.fit`.
 
         Returns

@@ -15,7 +15,7 @@ import contextlib
 import importlib
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -512,9 +512,14 @@ def _row_blocks(shape: tuple[int, ...]) -> list[slice] | None:
     return [slice(start, min(start + block, rows)) for start in range(0, rows, block)]
 
 
-def _entries(x: Any, length: int) -> list[Any]:
+def _entries(x: Any, length: int) -> Iterable[Any]:
     """The first ``length`` entries of ``x`` along axis 0 (NumPy scalars from a 1-d NumPy
-    array: cheaper in the arithmetic of a step than 0-d arrays)."""
+    array: cheaper in the arithmetic of a step than 0-d arrays). A lazy sequence of batches
+    (host data densified per batch, :mod:`anynet.engine.host_rows`) yields its own, one
+    at a time."""
+    lazy = getattr(x, "lazy_entries", None)
+    if lazy is not None:
+        return lazy(length)
     if x.ndim == 1:
         return [x[i] for i in range(length)]
     return [x[i, ...] for i in range(length)]

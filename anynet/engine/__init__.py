@@ -4,6 +4,8 @@
 * :mod:`~anynet.engine.runner`: chunks of epochs, compiled (JAX) or recorded and
   replayed (:mod:`~anynet.engine.replay`), their bounded caches (:func:`clear_caches`);
 * :mod:`~anynet.engine.fit`: the loop that yields each completed chunk;
+* :mod:`~anynet.engine.host_rows`: training data kept on the host (sparse), one batch
+  densified at a time;
 * :mod:`~anynet.engine.resume`: what a checkpoint records of a run, and what a resumed
   run must share with it;
 * :mod:`~anynet.engine.parallel`: data-parallel inference.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from .fit import CHUNK, Completed, train
 from .history import History
+from .host_rows import HostRows
 from .parallel import parallel_logits
 from .runner import MODES, clear_caches
 from .step import step
@@ -27,6 +30,7 @@ __all__ = [
     "MODES",
     "Completed",
     "History",
+    "HostRows",
     "clear_caches",
     "parallel_logits",
     "step",

@@ -38,6 +38,7 @@ from ..backend import Backend, to_numpy
 from ..errors import DivergenceError, InputError
 from ..optimizers import Constant, Optimizer, get_schedule, schedule_per
 from .history import History
+from .host_rows import HostRows
 from .resume import Start, restored_state
 from .runner import MODES, Tracker, initial_state, runner
 
@@ -143,8 +144,10 @@ def train(
     ``t (n, k)``: checks the arguments now, and returns an iterator over the completed
     chunks, which trains as it is consumed.
 
-    ``sample_weight``: checked weights ``(n,)`` on the backend (None: unweighted),
-    shuffled with the rows; ``validation``: ``(xv, tv)`` or ``(xv, tv, wv)``.
+    ``x`` may be :class:`~anynet.engine.host_rows.HostRows` (a sparse matrix: each batch
+    densified on the host; runs eagerly). ``sample_weight``: checked weights ``(n,)`` on
+    the backend (None: unweighted), shuffled with the rows; ``validation``: ``(xv, tv)``
+    or ``(xv, tv, wv)``.
 
     See :meth:`anynet.Network.fit` for the arguments. ``per_epoch``: chunks of one
     epoch. ``boundary``: chunks end at multiples of it. ``start``: continue a run
@@ -180,6 +183,17 @@ def train(
         )
     if batch_size is not None and batch_size >= n:
         batch_size = None  # one batch holding everything: full batch
+    on_host = isinstance(x, HostRows)
+    if on_host:
+        if devices is not None:
+            raise InputError(
+                "X must be a dense array with devices= (data parallel copies the whole "
+                "data to every device), got a SciPy sparse matrix; pass X.toarray()"
+            )
+        if batch_size is None:  # the one batch is the whole data
+            x, on_host = x.whole(), False
+        else:
+            mode = "eager"  # the compiled and replayed chunks gather from a device array
     # a per-step schedule: one rate per optimizer step, (epochs, steps per epoch)
     steps_per_epoch = _steps_per_epoch(n, batch_size, drop_last)
     per_step = schedule_per(lr_schedule) == "step"
@@ -222,7 +236,9 @@ def train(
         orders = None
         if shuffled:
             height = rows if backend.fixed_shapes else count
-            orders = backend.asarray(_orders(seed, first, count, n, height, compact))
+            orders = _orders(seed, first, count, n, height, compact)
+            if not on_host:  # host rows are gathered by the host's order (the runner)
+                orders = backend.asarray(orders)
         lrs = backend.asarray(padded, dtype)
         steps = count if mode == "eager" else backend.loop_count(count)
         return lrs_host, *placement.replicate((lrs, orders, steps))

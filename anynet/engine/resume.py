@@ -18,6 +18,7 @@ import numpy as np
 from ..backend import Backend, to_numpy
 from ..errors import InputError
 from ..optimizers import get_schedule
+from .host_rows import HostRows
 
 if TYPE_CHECKING:
     from ..optimizers import Optimizer
@@ -94,14 +95,20 @@ def fingerprint(x: Array, t: Array, backend: Backend, rows: int = 64) -> str:
     """A short hash of training data: shapes, dtypes and a fixed strided sample of rows.
 
     The sample moves to the host (``rows`` rows, not the data); the same data in the
-    same dtype gives the same fingerprint on every backend.
+    same dtype gives the same fingerprint on every backend, and a sparse ``X`` (host rows)
+    that of its dense equivalent.
     """
     n = x.shape[0]
     picks = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
     index = backend.asarray(picks)
     digest = hashlib.sha256()
     for array in (x, t):
-        sample = np.ascontiguousarray(to_numpy(backend.xp.take(array, index, axis=0)))
+        picked = (
+            array.take(picks)  # host rows (sparse): the same rows, densified
+            if isinstance(array, HostRows)
+            else backend.xp.take(array, index, axis=0)
+        )
+        sample = np.ascontiguousarray(to_numpy(picked))
         digest.update(repr((tuple(array.shape), str(sample.dtype))).encode())
         digest.update(sample.tobytes())
     return digest.hexdigest()[:16]

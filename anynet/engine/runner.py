@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import SINGLE_DEVICE, Backend, Placement
 from .cache import Cache, clear_caches
+from .host_rows import HostRows
 from .replay import Replayer
 from .step import Writes, applies_directions, step
 
@@ -206,6 +207,7 @@ def _make_runner(
         w: Array | None, wv: Array | None, tracker: Tracker | None,
     ) -> Any:  # fmt: skip
         n = x.shape[0]
+        on_host = isinstance(x, HostRows)  # minibatches only, eager only (engine.fit)
         if columns:  # once per chunk: a view on NumPy and torch, one transpose in XLA
             x = xp.permute_dims(x, (1, 0))
             xv = None if xv is None else xp.permute_dims(xv, (1, 0))
@@ -229,13 +231,18 @@ def _make_runner(
             else:
                 # data parallel: every device shuffles its whole copy (a gather split by
                 # the compiler instead moved batches between devices with all-gathers)
-                xs = x if order is None else replicated(xp.take(x, order, axis=0))
-                ts = t if order is None else replicated(xp.take(t, order, axis=0))
-                ws = w if order is None or w is None else replicated(xp.take(w, order, axis=0))
                 n_full, rest = divmod(n, batch_size)
                 used = n_full * batch_size
+                host_order = order
+                if on_host and order is not None:  # the rows gather on the host, t and w here
+                    order = backend.asarray(order)
+                xs = x if order is None or on_host else replicated(xp.take(x, order, axis=0))
+                ts = t if order is None else replicated(xp.take(t, order, axis=0))
+                ws = w if order is None or w is None else replicated(xp.take(w, order, axis=0))
                 batches: tuple = (
-                    placement.constrain_batches(
+                    x.batches(host_order, batch_size, n_full)
+                    if on_host
+                    else placement.constrain_batches(
                         xp.reshape(xs[:used, ...], (n_full, batch_size, x.shape[1]))
                     ),
                     placement.constrain_batches(
@@ -264,8 +271,9 @@ def _make_runner(
                 total, count = xp.sum(losses) * batch_size, used
                 if rest and not drop_last:
                     weights = () if ws is None else (rows(ws[used:, ...]),)
+                    xr = x.rest(host_order, used) if on_host else xs[used:, ...]
                     params, opt_state, state, loss = step(
-                        params, opt_state, state, rows(xs[used:, ...]), rows(ts[used:, ...]),
+                        params, opt_state, state, rows(xr), rows(ts[used:, ...]),
                         lr[n_full] if per_step else lr, *weights,
                     )  # fmt: skip
                     total, count = total + loss * rest, n
