@@ -36,6 +36,7 @@ BACKEND_PACKAGES = {
 
 TEST_TOOLS = [
     "pytest",
+    "pytest-xdist",
     "hypothesis",
     "matplotlib",
     "scikit-learn",
@@ -44,14 +45,20 @@ TEST_TOOLS = [
 ]
 
 
+#: pytest-xdist workers of a backend session (the suite's guard counts their reports;
+#: tests/test_suite_guard.py). Two on the 2-core CI machine: JAX's session, mostly
+#: compilation, takes 0.55x the time of one process. ANYNET_TEST_WORKERS=0: one process.
+WORKERS = os.environ.get("ANYNET_TEST_WORKERS", "2")
+
 #: Test files that run in a session of their own, not in tests(backend=...) as well.
 OWN_SESSION = {"jax": ["tests/test_parallel.py"]}  # jax_multidevice
 
 
-def _run_suite(session: nox.Session, backend: str, *args: str) -> None:
+def _run_suite(session: nox.Session, backend: str, *args: str, workers: str = "0") -> None:
     session.install("-e", ".", *TEST_TOOLS, *BACKEND_PACKAGES[backend])
     env = {"JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
-    session.run("pytest", "--backend", backend, *args, *session.posargs, env=env)
+    parallel = ["-n", workers] if workers != "0" else []
+    session.run("pytest", "--backend", backend, *parallel, *args, *session.posargs, env=env)
 
 
 @nox.session
@@ -63,7 +70,8 @@ def tests(session: nox.Session, backend: str) -> None:
     """
     if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no CUDA device answers here (nvidia-smi not found): CuPy needs an NVIDIA GPU")
-    _run_suite(session, backend, *(f"--ignore={path}" for path in OWN_SESSION.get(backend, [])))
+    ignored = (f"--ignore={path}" for path in OWN_SESSION.get(backend, []))
+    _run_suite(session, backend, *ignored, workers=WORKERS)
 
 
 #: The CUDA builds for gpu(backend=...): large downloads, installed only where a GPU answers.

@@ -25,7 +25,8 @@ import pytest
 import anynet
 from anynet.backend import BACKEND_NAMES
 
-_passed_on: set[str] = set()
+_passed_on: set[str] = set()  # backends on which a test passed
+_seen_on: set[str] = set()  # backends on which a test was reported (run or skipped)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -142,24 +143,29 @@ def backend(request: pytest.FixtureRequest) -> anynet.Backend:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    if report.when == "call" and report.passed and hasattr(item, "callspec"):
-        case = item.callspec.params.get("backend")
-        if case is not None:
-            _passed_on.add(case[0])
+    # the backend travels with the report: under pytest-xdist the controller, which runs
+    # no test itself, learns from the reports which backends ran
+    case = item.callspec.params.get("backend") if hasattr(item, "callspec") else None
+    if case is not None:
+        report.user_properties.append(("anynet_backend", case[0]))
     return report
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config._anynet_backend_tests = sum(  # type: ignore[attr-defined]
-        1 for item in items if "backend" in getattr(item, "fixturenames", ())
-    )
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, name in report.user_properties:
+        if key == "anynet_backend":
+            _seen_on.add(name)
+            if report.when == "call" and report.passed:
+                _passed_on.add(name)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not getattr(config, "_anynet_explicit", False):
         return
-    if not getattr(config, "_anynet_backend_tests", 0) or config.option.collectonly:
+    if hasattr(config, "workerinput"):
+        return  # a pytest-xdist worker: the controller checks the whole run
+    if not _seen_on or config.option.collectonly:
         return  # a run of backend-independent tests only (e.g. the datasets)
     chosen = config._anynet_backends  # type: ignore[attr-defined]
     missing = [name for name in chosen if name not in _passed_on]
