@@ -154,9 +154,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for key, name in report.user_properties:
         if key == "anynet_backend":
-            _seen_on.add(name)
+            _seen_on.add(str(name))
             if report.when == "call" and report.passed:
-                _passed_on.add(name)
+                _passed_on.add(str(name))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

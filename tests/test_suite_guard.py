@@ -21,7 +21,7 @@ JAX_ONLY = "tests/test_sparse.py::test_data_parallel_training_refuses_a_sparse_m
 #: Runs on every backend.
 EVERY_BACKEND = "tests/test_sparse.py::test_sparse_full_batch_training_gives_the_dense_numbers"
 
-WORKER_CASES = [[]]
+WORKER_CASES: list[list[str]] = [[]]
 if importlib.util.find_spec("xdist") is not None:
     WORKER_CASES.append(["-n", "2"])
 
