@@ -7,12 +7,14 @@ tracemalloc (NumPy allocations are traced) on the NumPy backend.
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import anynet as an
 from anynet import _sparse
+from anynet.layers import Dense, Layer
 
 sparse = pytest.importorskip("scipy.sparse")
 
@@ -245,3 +247,73 @@ def test_data_parallel_training_refuses_a_sparse_matrix(backend):
     net = _net(backend)
     with pytest.raises(an.InputError, match=r"X must be a dense array with devices="):
         net.fit(X, y, epochs=1, batch_size=8, devices=1)
+
+
+class _Stop(BaseException):
+    """Stands in for a Ctrl-C (pytest takes a real KeyboardInterrupt as the user's)."""
+
+
+_TRIP = [10**9]  # training forward calls left before the tripwire raises
+
+
+@dataclass(frozen=True)
+class _Tripwire(Layer):
+    """Raises :class:`_Stop` on its ``_TRIP[0]``-th training forward call."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        if train:
+            _TRIP[0] -= 1
+            if _TRIP[0] == 0:
+                raise _Stop("stop")
+        return x, None
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy, {}
+
+
+def test_an_interrupt_inside_a_sparse_epoch_keeps_the_last_completed_epoch(backend):
+    """A user's layer raising mid-epoch (5 batches an epoch, inside epoch 3): the network
+    keeps epoch 3's start, as the plain loop on the dense matrix computes it."""
+    X, y, _ = _data(n=40, seed=5)
+
+    def network():
+        return an.Sequential([Dense(5), _Tripwire(), "tanh", Dense(1), "sigmoid"], 6, seed=2,
+                             dtype="float64", backend=backend.name,
+                             device=backend.device)  # fmt: skip
+
+    reference = network()
+    _TRIP[:] = [10**9]
+    reference.fit(X.toarray(), y, epochs=3, lr=0.5, batch_size=8, seed=1, engine="eager")
+    net = network()
+    _TRIP[:] = [3 * 5 + 2]
+    with pytest.raises(_Stop):
+        net.fit(X, y, epochs=20, lr=0.5, batch_size=8, seed=1)
+    assert len(net.history.loss) == 3 and net.history.loss == reference.history.loss
+    _same_params(net, reference)
+
+
+def test_a_diverging_sparse_run_rewinds_as_the_plain_loop(backend):
+    X, _, _ = _data(n=40, seed=6)
+    X = X * 50.0
+    targets = np.asarray(X.sum(axis=1)).ravel() * 1e3
+    nets = [
+        an.Network(
+            [6, 8, 1],
+            ["identity", "identity"],
+            "mse",
+            init="he",
+            seed=0,
+            dtype="float64",
+            backend=backend.name,
+            device=backend.device,
+        )
+        for _ in range(2)
+    ]
+    for net, data, engine in ((nets[0], X, "auto"), (nets[1], X.toarray(), "eager")):
+        with pytest.raises(an.DivergenceError):
+            net.fit(data, targets, epochs=200, lr=1.0, batch_size=16, seed=0, engine=engine)
+    assert len(nets[0].history.loss) == len(nets[1].history.loss) >= 1
+    _same_params(*nets)
