@@ -16,6 +16,7 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
+from ._checked import checked
 from .backend import Backend, backend_of, device_text, is_traced, same_device, to_numpy
 from .errors import BackendError, InputError
 
@@ -189,6 +190,8 @@ def _check_numeric(array: Array, xp: Any, name: str, *, allow_bool: bool = False
 def _check_finite(array: Array, xp: Any, name: str) -> None:
     if not xp.isdtype(array.dtype, "real floating"):
         return
+    if bool(xp.all(xp.isfinite(array))):  # one pass, one temporary: the usual case
+        return
     bad = xp.logical_not(xp.isfinite(array))
     n_bad = int(xp.sum(xp.astype(bad, xp.int32)))
     if n_bad:
@@ -206,7 +209,18 @@ def check_features(
     name: str = "X",
     width_name: str = "sizes[0]",
 ) -> Array:
-    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``."""
+    """Feature matrix ``(n_samples, n_features)`` on the backend's device, cast to ``dtype``
+    (kept for an array that cannot change: :mod:`anynet._checked`)."""
+    settings = ("features", backend, n_features, dtype)
+    return checked(
+        X, backend, settings, lambda: _check_features(X, backend, n_features, dtype, name,
+                                                      width_name)
+    )  # fmt: skip
+
+
+def _check_features(
+    X: Any, backend: Backend, n_features: int, dtype: str, name: str, width_name: str
+) -> Array:
     array, on_host = to_own_backend(X, backend, name)
     xp = array_namespace(array)
     _check_numeric(array, xp, name, allow_bool=True)
@@ -242,8 +256,20 @@ def check_targets(
     """Targets as a float array ``(n_samples, n_outputs)`` on the backend's device.
 
     The head encodes them (one-hot for integer class labels) and its loss checks
-    their values (0/1 labels, rows summing to one).
+    their values (0/1 labels, rows summing to one). Kept for an array that cannot change
+    (:mod:`anynet._checked`).
     """
+    settings = ("targets", backend, head, n_samples, dtype)
+    return checked(
+        y, backend, settings, lambda: _check_targets(y, head, n_samples, backend, dtype, name,
+                                                     width_name)
+    )  # fmt: skip
+
+
+def _check_targets(
+    y: Any, head: Any, n_samples: int, backend: Backend, dtype: str, name: str,
+    width_name: str,
+) -> Array:  # fmt: skip
     array, on_host = to_own_backend(y, backend, name)
     array = check_target_values(array, head, n_samples, name, width_name)
     _check_range(array, array_namespace(array), name, dtype)
@@ -329,7 +355,17 @@ def check_sample_weight(
     value: Any, n_samples: int, backend: Backend, dtype: str, name: str = "sample_weight"
 ) -> Array:
     """Sample weights: ``(n_samples,)`` real numbers, finite, >= 0, not all 0; on the
-    backend's device in ``dtype``."""
+    backend's device in ``dtype`` (kept for an array that cannot change)."""
+    settings = ("sample_weight", backend, n_samples, dtype)
+    return checked(
+        value, backend, settings,
+        lambda: _check_sample_weight(value, n_samples, backend, dtype, name),
+    )  # fmt: skip
+
+
+def _check_sample_weight(
+    value: Any, n_samples: int, backend: Backend, dtype: str, name: str
+) -> Array:
     array, on_host = to_own_backend(value, backend, name)
     xp = array_namespace(array)
     _check_numeric(array, xp, name, allow_bool=True)

@@ -707,7 +707,9 @@ class Network:
         if class_weight is not None:
             self._takes_weights("class_weight")
             w = check_class_weight(class_weight, self.model.head, t, w, self.backend, self.dtype)
-        run_config = resume_rules.run_config(opt, batch_size, shuffle, drop_last, schedule)
+        run_config: dict[str, Any] = {}  # what checkpoints record: only for them
+        if resume is not None or checkpoint is not None or checkpoint_every is not None:
+            run_config = resume_rules.run_config(opt, batch_size, shuffle, drop_last, schedule)
         if resume is not None or checkpoint is not None:  # a small host read, only then
             run_config["data"] = resume_rules.fingerprint(x, t, self.backend)
             if w is not None:  # weighted data is other data

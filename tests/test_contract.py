@@ -258,13 +258,17 @@ class Counted(Layer):
 @pytest.mark.backends(*EAGER, reason="eager backends record steps; JAX follows jax.jit's rules")
 @pytest.mark.parametrize("layer", [MaskedMean, TryFloat, OwnNamespace, Counted],
                          ids=["masked", "try-float", "own-namespace", "numpy-scalar"])  # fmt: skip
-def test_a_layer_the_recording_cannot_bake_gives_the_functional_loops_numbers(backend, layer):
+@pytest.mark.parametrize("wide", [False, True], ids=["replayed", "in-place"])
+def test_a_layer_the_recording_cannot_bake_gives_the_functional_loops_numbers(backend, layer, wide):
+    """Small networks replay whole steps; wide ones (a 64x64 weight) write updates in
+    place, their replays and the eager steps that stand in for them alike."""
     X, y = _data(n=48)
     y = np.where(y > 0, 1, 0)
+    middle = [Dense(64), "tanh"] if wide else []
 
     def network():
-        return an.Sequential([Dense(6), layer(), "tanh", Dense(1), "sigmoid"], 8, seed=2,
-                             dtype="float64", **_on(backend))  # fmt: skip
+        return an.Sequential([Dense(6 if not wide else 64), layer(), "tanh", *middle, Dense(1),
+                              "sigmoid"], 8, seed=2, dtype="float64", **_on(backend))  # fmt: skip
 
     globals()["COUNTER"] = itertools.count()
     want, want_losses = functional_loop(network(), X, y, epochs=8, optimizer=SGD(lr=0.7),
@@ -587,3 +591,99 @@ def test_sample_weights_are_shuffled_with_the_rows_on_every_path(
     assert history.val_loss[-1] == pytest.approx(
         net.loss(X[:20], y[:20], sample_weight=w[:20]), rel=1e-12
     )
+
+
+# -- 8. what fit keeps between calls: a replayed first step, kept checks and orders --------
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_short_fits_in_a_loop_are_the_functional_loop_and_never_write_the_callers_arrays(
+    backend, optimizer
+):
+    """``fit(epochs=1)`` in a loop, as research code trains: from the third call the
+    chunk's first step is replayed, the shuffle orders and learning rates come from the
+    engine's caches. Seeds and rates change between calls, so a cache keyed too loosely
+    would visit another order or step with another rate."""
+    X, y = _data(n=72)
+    net = _wide(backend)
+    calls = [(3, 0.1), (4, 0.1), (3, 0.05), (3, 0.05), (4, 0.2), (3, 0.1)]
+    for seed, lr in calls:
+        given = net.params
+        before = {key: an.to_numpy(value).copy() for key, value in given.items()}
+        opt = an.optimizers.get_optimizer(optimizer, lr / 10 if optimizer == "adam" else lr)
+        want, want_losses = functional_loop(net, X, y, epochs=1, optimizer=opt, batch_size=16,
+                                            seed=seed)  # fmt: skip
+        history = net.fit(X, y, epochs=1, optimizer=opt, batch_size=16, seed=seed)
+        _close(net.params, want)
+        np.testing.assert_allclose(history.loss, want_losses, rtol=1e-12)
+        for key, value in given.items():  # the arrays the caller held before the call
+            np.testing.assert_array_equal(an.to_numpy(value), before[key], err_msg=key)
+
+
+def test_an_input_written_between_calls_is_checked_again(backend):
+    """Checks are kept only for arrays that can never change (JAX's): host arrays, and
+    the backend's own where they can be written, are checked on every call."""
+    X, y = _data(n=32)
+    net = an.Network([8, 4, 1], seed=0, dtype="float64", **_on(backend))
+    net.fit(X, y, epochs=2)
+    X[3, 1] = np.nan
+    with pytest.raises(an.InputError, match="X must be finite"):
+        net.fit(X, y, epochs=2)
+    with pytest.raises(an.InputError, match="X must be finite"):
+        net.predict(X)
+    X[3, 1] = 0.5
+    y[0] = 2  # not a 0/1 label
+    with pytest.raises(an.InputError, match="y"):
+        net.fit(X, y, epochs=2)
+    if backend.arrays_immutable:
+        return  # nothing can write into its arrays
+    xp = backend.xp
+    Xd, yd = backend.asarray(X), backend.asarray((y > 0).astype(np.int64))
+    net.fit(Xd, yd, epochs=2)
+    net.predict(Xd)
+    Xd[3, 1] = xp.nan
+    with pytest.raises(an.InputError, match="X must be finite"):
+        net.fit(Xd, yd, epochs=2)
+    with pytest.raises(an.InputError, match="X must be finite"):
+        net.predict(Xd)
+
+
+def test_bad_arrays_of_the_backend_raise_on_every_call(backend):
+    """A failed check is never kept: the same bad array raises the same error again."""
+    X, y = _data(n=32)
+    net = an.Network([8, 4, 1], seed=0, dtype="float64", **_on(backend))
+    bad_X = X.copy()
+    bad_X[5, 2] = np.inf
+    bad_X, bad_y = backend.asarray(bad_X), backend.asarray(np.where(y > 0, 3, 0))
+    good_X, good_y = backend.asarray(X), backend.asarray(y)
+    for _ in range(3):
+        with pytest.raises(an.InputError, match=r"X must be finite.*\(5, 2\)"):
+            net.fit(bad_X, good_y, epochs=1)
+        with pytest.raises(an.InputError, match="y"):
+            net.fit(good_X, bad_y, epochs=1)
+        with pytest.raises(an.InputError, match="sample_weight"):
+            net.fit(good_X, good_y, epochs=1, sample_weight=backend.asarray(-np.ones(32)))
+    net.fit(good_X, good_y, epochs=1)  # and the good ones still pass
+
+
+def test_kept_checks_keep_no_array_alive(backend):
+    """What ``fit`` and ``predict`` keep of their inputs lives only as long as the inputs:
+    after the caller drops them, nothing of theirs stays in memory."""
+    import gc
+    import weakref
+
+    from anynet import _checked
+
+    X, y = _data(n=32)
+    net = an.Network([8, 4, 1], seed=0, dtype="float64", **_on(backend))
+    kept = len(_checked._entries)
+    Xd, yd = backend.asarray(X, copy=True), backend.asarray(y, copy=True)
+    refs = [weakref.ref(Xd), weakref.ref(yd)]
+    for _ in range(3):
+        net.fit(Xd, yd, epochs=1)
+        net.predict(Xd)
+    assert len(_checked._entries) == kept + (2 if backend.arrays_immutable else 0)
+    del Xd, yd
+    gc.collect()
+    assert [ref() is None for ref in refs] == [True, True]
+    assert len(_checked._entries) == kept

@@ -197,6 +197,9 @@ class Backend:
     on_host: bool = False
     #: Whether :meth:`jit` really compiles (JAX); elsewhere it returns the function.
     compiles: bool = False
+    #: Whether its arrays can never be written (JAX): the checks ``fit``, ``predict`` and
+    #: ``score`` make of an input array are then kept for it (:mod:`anynet._checked`).
+    arrays_immutable: bool = False
     #: Whether its arrays are exchanged with other libraries through DLPack (torch, JAX,
     #: CuPy; array-api-strict's devices are simulated: its arrays go through the host).
     exchanges_dlpack: bool = False

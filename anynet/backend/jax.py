@@ -30,6 +30,7 @@ class JaxBackend(Backend, name="jax"):
     install_hint = "pip install 'jax[cpu]' (or 'jax[cuda12]' for NVIDIA GPUs)"
     float64_switch = "JAX_ENABLE_X64"
     compiles = True
+    arrays_immutable = True
     exchanges_dlpack = True
 
     @classmethod

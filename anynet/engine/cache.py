@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from .._checked import clear as clear_checked
+
 __all__ = ["Cache", "clear_caches"]
 
 _ALL: weakref.WeakSet[Cache] = weakref.WeakSet()
@@ -45,6 +47,8 @@ class Cache:
 
 
 def clear_caches() -> None:
-    """Forget every cached runner, recorded step and compiled forward pass."""
+    """Forget every cached runner, recorded step, compiled forward pass and kept input
+    check (:mod:`anynet._checked`)."""
     for cache in list(_ALL):
         cache.clear()
+    clear_checked()

@@ -37,6 +37,7 @@ from .._validation import check_positive_int
 from ..backend import Backend, to_numpy
 from ..errors import DivergenceError, InputError
 from ..optimizers import Constant, Optimizer, get_schedule, schedule_per
+from .cache import Cache
 from .history import History
 from .host_rows import HostRows
 from .resume import Start, restored_state
@@ -231,16 +232,20 @@ def train(
             lrs_host = _step_rates(lr_schedule, optimizer.lr, first, count, steps_per_epoch)
         else:
             lrs_host = _learning_rates(lr_schedule, optimizer.lr, first, count)
-        padded = np.zeros((rows if backend.fixed_shapes else count, *lrs_host.shape[1:]))
+        height = rows if backend.fixed_shapes else count
+        padded = np.zeros((height, *lrs_host.shape[1:]))
         padded[:count] = lrs_host
         orders = None
-        if shuffled:
-            height = rows if backend.fixed_shapes else count
-            orders = _orders(seed, first, count, n, height, compact)
-            if not on_host:  # host rows are gathered by the host's order (the runner)
-                orders = backend.asarray(orders)
-        lrs = backend.asarray(padded, dtype)
-        steps = count if mode == "eager" else backend.loop_count(count)
+        if shuffled:  # host rows are gathered by the host's order (the runner)
+            where = backend if not on_host else None
+            orders = _ORDERS.get((where, seed, first, count, n, height, compact),
+                                 lambda: _moved(where, _orders(seed, first, count, n, height,
+                                                               compact)))  # fmt: skip
+        lrs = _MOVED.get((backend, dtype, padded.shape, padded.tobytes()),
+                         lambda: _moved(backend, padded, dtype))  # fmt: skip
+        steps = count
+        if mode != "eager":
+            steps = _MOVED.get((backend, "count", count), lambda: backend.loop_count(count))
         return lrs_host, *placement.replicate((lrs, orders, steps))
 
     def rerun(chunk: _Chunk, count: int) -> tuple:
@@ -484,6 +489,23 @@ def _logs(
                 figures["val_accuracy"] = row[2]
         logs.append(figures)
     return logs
+
+
+#: The last chunks' shuffle orders, as the runner takes them (on the device, or on the
+#: host for host rows): ``fit(epochs=1, seed=s)`` in a loop visits the same order every
+#: call. Two entries, each at most :data:`ORDER_BUDGET` indices (or four epochs' worth).
+_ORDERS = Cache(2)
+#: Chunks' learning rates and loop counts on the device, by value (a few KiB each).
+_MOVED = Cache(16)
+
+
+def _moved(backend: Backend | None, host: np.ndarray, dtype: str | None = None) -> Any:
+    """``host`` on the host (``backend`` None) or moved to ``backend``, made read-only
+    where it is a NumPy array: a cached value that nothing may write."""
+    moved = host if backend is None else backend.asarray(host, dtype)
+    if isinstance(moved, np.ndarray):
+        moved.flags.writeable = False
+    return moved
 
 
 def _orders(

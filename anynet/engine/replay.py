@@ -41,7 +41,6 @@ between threads.
 
 from __future__ import annotations
 
-import functools
 import numbers
 import operator
 import threading
@@ -521,7 +520,14 @@ class Replayer:
     ) -> None:  # fmt: skip
         self._xp, self._writes, self._step = xp, writes, function
         # the eager step: what a step that cannot be replayed runs
-        self._function = function if writes is None else functools.partial(function, writes[0])
+        self._function = function
+        if writes is not None:
+            write = writes[0]
+
+            def eager(xp: Any, *args: Any) -> Any:
+                return function(xp, write, *args)
+
+            self._function = eager
         self._replays: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()  # fits in several threads may share one runner
         self._dicts_fixed = dicts_fixed

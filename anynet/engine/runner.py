@@ -70,13 +70,14 @@ MAX_RUNNERS = 64
 
 _RUNNERS = Cache(MAX_RUNNERS)
 _INITS = Cache(MAX_RUNNERS)
+_KEYS = Cache(MAX_RUNNERS)
 
 
 def _optimizer_key(optimizer: Optimizer) -> Optimizer:
     """The optimizer as the runner bakes it: its learning rate arrives as data when its
     class declares ``lr_free`` (one runner for every lr); otherwise all of it."""
-    if vars(type(optimizer)).get("lr_free", False):
-        return replace(optimizer, lr=1.0)
+    if vars(type(optimizer)).get("lr_free", False):  # replace costs ~15 us: once per optimizer
+        return _KEYS.get(optimizer, lambda: replace(optimizer, lr=1.0))
     return optimizer
 
 
@@ -171,11 +172,18 @@ def _make_runner(
                         count)  # fmt: skip
 
     replayed: Replayer | None = None
+    # a chunk's first step, replayed too where the later ones write in place: every update
+    # a new array (the chunk's start, and the caller's arrays, are never written)
+    replayed_first: Replayer | None = None
     if not eager and not backend.compiles and not layerwise:
         if applied:
             write = backend.apply_update if in_place else backend.new_update
             writes = (write, backend.new_update)
             replayed = Replayer(recorded, xp, writes=writes, dicts_fixed=True)
+            fresh = (backend.new_update, backend.new_update)
+            replayed_first = (
+                Replayer(recorded, xp, writes=fresh, dicts_fixed=True) if in_place else replayed
+            )
         else:
             replayed = Replayer(lambda xp, *args: recorded(xp, None, *args), xp,
                                 dicts_fixed=True)  # fmt: skip
@@ -197,7 +205,8 @@ def _make_runner(
                         axis=axis, writes=writes, layerwise=layerwise, w=wb)  # fmt: skip
 
         # the chunk's first step writes new arrays; the replays write into those
-        first_then = one if replay is None else _first_then(one, replay)
+        first = one if replayed_first is None or not REPLAY else replayed_first
+        first_then = one if replay is None else _first_then(first, replay)
         return chunk(first_then, params, opt_state, state, lrs, orders, count, x, t, xv, tv,
                      w, wv, tracker)  # fmt: skip
 
