@@ -160,9 +160,7 @@ def _apply(
     else:
         n = X.shape[0]
         parts = [  # slices within bounds: the standard leaves others unspecified
-            model.forward(
-                params, own_state, X[i : min(i + batch_size, n), ...], xp=xp, train=False
-            )[0]
+            model.logits(params, own_state, X[i : min(i + batch_size, n), ...], xp=xp)
             for i in range(0, n, batch_size)
         ]
         z, new_state = xp.concat(parts, axis=0), own_state

@@ -485,12 +485,21 @@ class Model:
         value, dz = self.loss_and_delta(z, t, xp=xp, axis=axis, w=w)
         return value, self.backward(params, caches, dz, xp=xp, axis=axis), new_state
 
+    def logits(self, params: Params, state: Params, x: Array, *, xp: Any, axis: int = -1) -> Array:
+        """Evaluation-mode logits, as :meth:`forward` with ``train=False`` gives them,
+        keeping no per-layer caches: each layer's input is freed once the next layer has
+        it (inference holds one activation at a time, not every layer's)."""
+        h = x
+        for slot in self.slots:
+            h = self.forward_layer(slot, params, state, h, xp=xp, train=False, axis=axis)[0]
+        return h
+
     def evaluate(
         self, params: Params, state: Params, x: Array, t: Array, *, xp: Any, axis: int = -1,
         w: Array | None = None,
     ) -> tuple[Array, Array]:  # fmt: skip
         """Mean loss and score (0-d arrays), in evaluation mode (weighted by ``w (n,)``)."""
-        z, _, _ = self.forward(params, state, x, xp=xp, train=False, axis=axis)
+        z = self.logits(params, state, x, xp=xp, axis=axis)
         if axis != -1:
             z = z.T
         return self.head.loss_value(z, t, xp=xp, w=w), self.head.score(
@@ -499,7 +508,7 @@ class Model:
 
     def outputs(self, params: Params, state: Params, x: Array, *, xp: Any) -> Array:
         """Output activations ``(n, n_outputs)`` in evaluation mode."""
-        z, _, _ = self.forward(params, state, x, xp=xp, train=False)
+        z = self.logits(params, state, x, xp=xp)
         return self.head.output(z, xp=xp)
 
     def __repr__(self) -> str:

@@ -464,11 +464,12 @@ class Network:
             )
         xp, n = self.backend.xp, x.shape[0]
         with self.backend.float_errors_silenced():
+            if n <= size:  # one batch: the array itself
+                return self.model.logits(self._params, self._state, x, xp=xp)
             parts = [  # slices within bounds: the standard leaves others unspecified
-                self.model.forward(
-                    self._params, self._state, x[start : min(start + size, n), ...], xp=xp,
-                    train=False,
-                )[0]
+                self.model.logits(
+                    self._params, self._state, x[start : min(start + size, n), ...], xp=xp
+                )
                 for start in range(0, n, size)
             ]  # fmt: skip
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)

@@ -409,3 +409,39 @@ def test_the_head_is_chosen_by_loss_or_output_activation(output, loss, n_out, ki
     net = an.Sequential(layers, inputs=2, loss=loss, seed=0)
     assert net.model.head.kind == kind
     assert net.is_classifier == (kind != "regression")
+
+
+def test_logits_are_the_evaluation_forward_without_its_caches(backend):
+    """``Model.logits`` (what predict, score and validation run) gives ``forward(train=False)``'s
+    logits bit for bit, layer state included, and holds one activation at a time."""
+    import tracemalloc
+
+    from anynet.layers import BatchNorm, Dense, Dropout, LayerNorm, Residual
+
+    X, y = an.datasets.spirals(n=60, n_classes=3, seed=2)
+    net = an.Sequential(
+        [Dense(16), BatchNorm(), "relu", Residual(LayerNorm(), Dense(16), "tanh"), Dropout(0.3),
+         Dense(3)], 2, "categorical_crossentropy", seed=1, dtype="float64",
+        backend=backend.name, device=backend.device,
+    )  # fmt: skip
+    net.fit(X, y, epochs=3, batch_size=16)  # running statistics that are not the initial ones
+    xp, x = backend.xp, backend.asarray(X)
+    want = net.model.forward(net.params, net.state, x, xp=xp, train=False)[0]
+    got = net.model.logits(net.params, net.state, x, xp=xp)
+    np.testing.assert_array_equal(an.to_numpy(got), an.to_numpy(want))
+    np.testing.assert_array_equal(an.to_numpy(net.forward(X)),
+                                  an.to_numpy(net.model.head.output(want, xp=xp)))  # fmt: skip
+    if backend.name != "numpy":
+        return  # tracemalloc sees NumPy's buffers only
+    wide = an.Network([64, 512, 512, 512, 512, 10], seed=0, dtype="float64")
+    rows = np.random.default_rng(0).standard_normal((2000, 64))
+    peaks = []
+    for run in (lambda: wide.model.forward(wide.params, wide.state, rows, xp=np, train=False),
+                lambda: wide.model.logits(wide.params, wide.state, rows, xp=np)):  # fmt: skip
+        tracemalloc.start()
+        run()
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    activation = 2000 * 512 * 8
+    assert peaks[0] > 7 * activation  # every layer's input kept for backward
+    assert peaks[1] < 4 * activation  # a layer's input, a temporary and its output

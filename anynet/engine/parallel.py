@@ -41,8 +41,7 @@ def parallel_logits(
 
     def make() -> Callable:
         def logits(params: Params, state: Params, xb: Array) -> Array:
-            z = model.forward(params, state, placement.constrain_rows(xb), xp=backend.xp,
-                              train=False)[0]  # fmt: skip
+            z = model.logits(params, state, placement.constrain_rows(xb), xp=backend.xp)
             return placement.constrain_replicated(z)
 
         return backend.jit(logits)
