@@ -20,7 +20,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 # `nox`: every backend, ONNX, JAX over several devices and processes, lint, the documentation
 # (site and examples), types
-nox.options.sessions = ["tests", "gpu", "onnx", "jax_multidevice", "lint", "docs", "typecheck"]
+# (the ONNX checks run in the NumPy session, the multi-device ones in JAX's: one virtual
+# environment less each; `nox -s onnx` and `nox -s jax_multidevice` run them alone)
+nox.options.sessions = ["tests", "gpu", "lint", "docs", "typecheck"]
 
 # The PyTorch release whose CPU wheel installs quickly here; override with
 # ANYNET_TORCH_SPEC (e.g. "torch" for the latest CUDA build).
@@ -50,12 +52,14 @@ TEST_TOOLS = [
 #: compilation, takes 0.55x the time of one process. ANYNET_TEST_WORKERS=0: one process.
 WORKERS = os.environ.get("ANYNET_TEST_WORKERS", "2")
 
-#: Test files that run in a session of their own, not in tests(backend=...) as well.
-OWN_SESSION = {"jax": ["tests/test_parallel.py"]}  # jax_multidevice
+#: The extras of anynet a backend session installs besides the backend: NumPy's session
+#: also runs the ONNX export checks (tests/test_onnx.py skips without onnxruntime).
+BACKEND_EXTRAS = {"numpy": "[onnx]"}
 
 
 def _run_suite(session: nox.Session, backend: str, *args: str, workers: str = "0") -> None:
-    session.install("-e", ".", *TEST_TOOLS, *BACKEND_PACKAGES[backend])
+    package = "." + BACKEND_EXTRAS.get(backend, "")
+    session.install("-e", package, *TEST_TOOLS, *BACKEND_PACKAGES[backend])
     env = {"JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
     parallel = ["-n", workers] if workers != "0" else []
     session.run("pytest", "--backend", backend, *parallel, *args, *session.posargs, env=env)
@@ -70,8 +74,7 @@ def tests(session: nox.Session, backend: str) -> None:
     """
     if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no CUDA device answers here (nvidia-smi not found): CuPy needs an NVIDIA GPU")
-    ignored = (f"--ignore={path}" for path in OWN_SESSION.get(backend, []))
-    _run_suite(session, backend, *ignored, workers=WORKERS)
+    _run_suite(session, backend, workers=WORKERS)
 
 
 #: The CUDA builds for gpu(backend=...): large downloads, installed only where a GPU answers.
@@ -113,7 +116,8 @@ for _backend in BACKEND_PACKAGES:
 
 @nox.session
 def onnx(session: nox.Session) -> None:
-    """The ONNX export (extra anynet[onnx]: ndonnx, onnx, onnxruntime), checked by onnxruntime."""
+    """The ONNX export (extra anynet[onnx]: ndonnx, onnx, onnxruntime), checked by onnxruntime,
+    alone (tests(backend='numpy') runs these checks too)."""
     session.install("-e", ".[onnx]", *TEST_TOOLS)
     env = {"JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
     session.run("pytest", "--backend", "numpy", "tests/test_onnx.py", *session.posargs, env=env)
@@ -123,10 +127,10 @@ def onnx(session: nox.Session) -> None:
 def jax_multidevice(session: nox.Session) -> None:
     """Data parallel on JAX: 4 simulated CPU devices, 2 jax.distributed processes.
 
-    Runs tests/test_parallel.py; each multi-device check starts its own Python, since JAX
-    fixes its device count at startup.
+    Runs tests/test_parallel.py alone (tests(backend='jax') runs it too); each multi-device
+    check starts its own Python, since JAX fixes its device count at startup.
     """
-    _run_suite(session, "jax", *OWN_SESSION["jax"])
+    _run_suite(session, "jax", "tests/test_parallel.py")
 
 
 @nox.session

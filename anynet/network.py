@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .backend import Backend, convert, get_backend, to_floats, to_numpy
 from .callbacks import Callback, Checkpointer, History, Progress, as_callbacks
-from .engine import HostRows, parallel_logits, train
+from .engine import HostRows, compiled_logits, parallel_logits, train
 from .engine import resume as resume_rules
 from .errors import BackendError, CheckpointError, DivergenceError, InputError, NumericalError
 from .heads import make_head
@@ -463,6 +463,9 @@ class Network:
                 placement, self.backend, self.model, self._params, self._state, x, size
             )
         xp, n = self.backend.xp, x.shape[0]
+        compiled = compiled_logits(self.backend, self.model, self._params, self._state, x, size)
+        if compiled is not None:  # JAX: one compiled call per batch
+            return compiled
         with self.backend.float_errors_silenced():
             if n <= size:  # one batch: the array itself
                 return self.model.logits(self._params, self._state, x, xp=xp)

@@ -687,3 +687,84 @@ def test_kept_checks_keep_no_array_alive(backend):
     gc.collect()
     assert [ref() is None for ref in refs] == [True, True]
     assert len(_checked._entries) == kept
+
+
+@dataclass(frozen=True)
+class ReadsValue(Layer):
+    """Decides in Python on a value: cannot be traced (fit on JAX refuses it; predict runs
+    it op by op)."""
+
+    def init(self, rng, n_in):
+        return {}, n_in
+
+    def forward(self, params, x, *, xp, train):
+        return x * (1.0 if float(xp.max(x)) > 0 else 2.0), None
+
+    def backward(self, params, cache, dy, *, xp):
+        return dy, {}
+
+
+def _eager_outputs(net, X):
+    xp = net.backend.xp
+    x = net.backend.asarray(X, net.dtype)
+    z, _, _ = net.model.forward(net.params, net.state, x, xp=xp, train=False)
+    return an.to_numpy(net.model.head.output(z, xp=xp))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_inference_of_any_number_of_rows_is_the_op_by_op_forward(backend, dtype):
+    """On JAX each inference batch is one compiled call, padded to a power of two: the
+    padding's rows are dropped and the real rows get the op-by-op forward's numbers."""
+    from anynet.engine import parallel
+
+    net = an.Network([8, 32, 16, 3], ["relu", "tanh", "softmax"], seed=0, dtype=dtype,
+                     **_on(backend))  # fmt: skip
+    X = np.random.default_rng(1).normal(size=(300, 8))
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == "float64" else dict(rtol=2e-6, atol=1e-7)
+    for n in (1, 2, 7, 8, 9, 33, 300):
+        got = an.to_numpy(net.forward(X[:n]))
+        np.testing.assert_allclose(got, _eager_outputs(net, X[:n]), **tol, err_msg=str(n))
+        labels = an.to_numpy(net.predict(X[:n]))
+        np.testing.assert_array_equal(labels, np.argmax(got, axis=1))
+    np.testing.assert_allclose(an.to_numpy(net.forward(X, batch_size=64)),
+                               _eager_outputs(net, X), **tol)  # fmt: skip
+    if backend.compiles:  # 1..300 rows in 7 sizes: heights 8, 16, 64, 512 (and 64 for batches)
+        run = parallel._INFERENCE.get((backend, net.model, "one device"), lambda: None)
+        assert run._cache_size() <= 5
+
+
+def test_a_forward_that_cannot_be_traced_runs_op_by_op(backend):
+    X, _ = _data(n=20)
+    net = an.Sequential([Dense(5), ReadsValue(), "tanh", Dense(1), "sigmoid"], 8, seed=0,
+                        dtype="float64", **_on(backend))  # fmt: skip
+    for _ in range(2):  # the second call goes op by op at once
+        np.testing.assert_array_equal(an.to_numpy(net.forward(X)), _eager_outputs(net, X))
+
+
+@pytest.mark.backends("numpy", reason="NumPy's reference counts tell when nobody holds an array")
+def test_spare_arrays_are_reused_only_when_nobody_holds_them(backend):
+    """A fit's first update of a large parameter writes into the previous fit's starting
+    array when nothing refers to it any more; an array the caller keeps, a view of it, a
+    memoryview or an array sharing it through DLPack is never written."""
+    from anynet.backend.numpy import SPARES
+
+    X, y = _data(n=40)
+    net = an.Network([8, 600, 600, 1], seed=0, dtype="float64")  # W2: 360000 elements
+    keep = {
+        1: lambda w: (w, w.copy()),
+        3: lambda w: (w[:2], w[:2].copy()),
+        5: lambda w: (memoryview(w), w.copy()),
+        7: lambda w: (np.from_dlpack(w), w.copy()),
+        9: lambda w: (w.T, w.T.copy()),
+    }
+    held, reused = [], SPARES.reused
+    for call in range(11):
+        if call in keep:
+            held.append(keep[call](net.params["W2"]))
+        want, want_losses = functional_loop(net, X, y, epochs=1, optimizer=SGD(lr=0.05))
+        history = net.fit(X, y, epochs=1, lr=0.05)
+        _close(net.params, want)
+        np.testing.assert_allclose(history.loss, want_losses, rtol=1e-13)
+    for kept, values in held:
+        np.testing.assert_array_equal(np.asarray(kept), values)
+    assert SPARES.reused >= reused + 5  # each call after one that kept nothing

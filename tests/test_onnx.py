@@ -2,8 +2,9 @@
 
 Every exported model is run by onnxruntime and compared with the network itself
 (``predict_proba``, ``predict``, ``forward``) at 1e-12 (float64) or 1e-6 (float32), on
-two batch sizes from one session. Needs the optional extra ``anynet[onnx]`` (``nox -s
-onnx``); the tests of ``import anynet`` without it run everywhere.
+two batch sizes from one session. Needs the optional extra ``anynet[onnx]`` (the NumPy
+session installs it; ``nox -s onnx`` runs this file alone); the tests of ``import anynet``
+without it run everywhere.
 """
 
 from __future__ import annotations

@@ -197,6 +197,9 @@ class Backend:
     on_host: bool = False
     #: Whether :meth:`jit` really compiles (JAX); elsewhere it returns the function.
     compiles: bool = False
+    #: What tracing a function for :meth:`jit` raises when the function cannot be traced
+    #: (a value read, NumPy called on a tracer); nothing where nothing traces.
+    trace_errors: tuple[type[BaseException], ...] = ()
     #: Whether its arrays can never be written (JAX): the checks ``fit``, ``predict`` and
     #: ``score`` make of an input array are then kept for it (:mod:`anynet._checked`).
     arrays_immutable: bool = False
@@ -376,6 +379,11 @@ class Backend:
         for rows in blocks:
             new[rows, ...] = param[rows, ...] - lr * direction[rows, ...]
         return new
+
+    def offer_spares(self, arrays: Sequence[Any]) -> None:
+        """Arrays a finished ``fit`` started from and no longer needs: where the backend
+        can tell that nobody else holds one, a later :meth:`new_update` may write into it
+        instead of a fresh array (NumPy; elsewhere nothing)."""
 
     def apply_update(self, param: Any, lr: Any, direction: Any) -> Any:
         """``param -= lr * direction`` in place (where :attr:`updates_in_place`); returns

@@ -33,6 +33,16 @@ class JaxBackend(Backend, name="jax"):
     arrays_immutable = True
     exchanges_dlpack = True
 
+    @property
+    def trace_errors(self) -> tuple[type[BaseException], ...]:  # type: ignore[override]
+        errors = self.library().errors
+        return (
+            errors.ConcretizationTypeError,
+            errors.TracerArrayConversionError,
+            errors.TracerIntegerConversionError,
+            errors.NonConcreteBooleanIndexError,
+        )
+
     @classmethod
     def list_devices(cls) -> list[str]:
         return _jax_all_devices(cls.library())

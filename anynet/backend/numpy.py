@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
+import threading
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -80,6 +82,70 @@ def _matmul(x1: np.ndarray, x2: np.ndarray, /) -> np.ndarray:
     return np.matmul(x1, x2)
 
 
+class _Spares:
+    """Large parameter arrays of an earlier ``fit`` that nobody holds any more, reused as
+    the buffers of a chunk's first (out of place) updates.
+
+    A chunk's first update of a parameter writes a new array, so that the chunk's start
+    (the caller's arrays, and the point a divergence rewinds to) is never written. For a
+    64 MiB weight a fresh array costs as much again as writing in place (the kernel
+    zeroes every page on first touch: 30 ms against 16 ms, W3 of benchmarks/README.md).
+    ``fit`` offers the parameters it started from once it is done; a later update takes
+    one of the same shape and dtype only while its reference count shows that the pool
+    alone holds it (no caller's variable, view, memoryview or exported buffer: each of
+    those holds a reference), so what it writes was otherwise garbage. Between calls the
+    pool keeps the last call's starting parameters of more than :data:`UPDATE_BLOCK`
+    elements (at most one set: the memory an out-of-place first update needs anyway).
+    """
+
+    def __init__(self) -> None:
+        self._arrays: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self.reused = 0  # how many updates wrote into a spare (for the tests)
+        self.enabled = _references_counted()
+
+    def offer(self, arrays: Sequence[Any]) -> None:
+        kept = [
+            a for a in arrays
+            if type(a) is np.ndarray and _row_blocks(a.shape) is not None and a.base is None
+            and a.flags.writeable and a.flags.c_contiguous
+        ]  # fmt: skip
+        with self._lock:
+            self._arrays = kept if self.enabled else []
+
+    def take(self, like: np.ndarray) -> np.ndarray | None:
+        """A spare of ``like``'s shape and dtype that only the pool holds, or None."""
+        with self._lock:
+            arrays = self._arrays
+            for i in range(len(arrays)):
+                # 2: the list's reference and getrefcount's argument; anyone else's adds one
+                if (
+                    arrays[i].shape == like.shape
+                    and arrays[i].dtype == like.dtype
+                    and sys.getrefcount(arrays[i]) == 2
+                ):
+                    self.reused += 1
+                    return arrays.pop(i)
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._arrays = []
+
+
+def _references_counted() -> bool:
+    """Whether reference counts tell, as :class:`_Spares` reads them, that an array is held
+    by one list only (CPython); elsewhere spares are never reused."""
+    probe = [np.empty(1)]
+    if sys.getrefcount(probe[0]) != 2:
+        return False
+    held = probe[0][:]  # a view holds its base
+    return sys.getrefcount(probe[0]) == 3 and held.base is probe[0]
+
+
+SPARES = _Spares()
+
+
 class NumpyBackend(Backend, name="numpy"):
     """NumPy on the host: arrays are the host data itself (:attr:`on_host`)."""
 
@@ -129,10 +195,15 @@ class NumpyBackend(Backend, name="numpy"):
         blocks = _row_blocks(param.shape)
         if blocks is None:
             return param - lr * direction
-        new = np.empty_like(param)
+        new = SPARES.take(param)
+        if new is None:
+            new = np.empty_like(param)
         for rows in blocks:  # each block written once, in place
             np.subtract(param[rows], lr * direction[rows], out=new[rows])
         return new
+
+    def offer_spares(self, arrays: Sequence[Any]) -> None:
+        SPARES.offer(arrays)
 
     def float_errors_silenced(self) -> contextlib.AbstractContextManager:
         return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")

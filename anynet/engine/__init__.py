@@ -21,7 +21,7 @@ from __future__ import annotations
 from .fit import CHUNK, Completed, train
 from .history import History
 from .host_rows import HostRows
-from .parallel import parallel_logits
+from .parallel import compiled_logits, parallel_logits
 from .runner import MODES, clear_caches
 from .step import step
 
@@ -32,6 +32,7 @@ __all__ = [
     "History",
     "HostRows",
     "clear_caches",
+    "compiled_logits",
     "parallel_logits",
     "step",
     "train",

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._checked import clear as clear_checked
+from ..backend.numpy import SPARES
 
 __all__ = ["Cache", "clear_caches"]
 
@@ -38,6 +39,12 @@ class Cache:
                 self._items.popitem(last=False)
         return value
 
+    def put(self, key: Any, value: Any) -> None:
+        """Replace whatever ``key`` holds."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -48,7 +55,9 @@ class Cache:
 
 def clear_caches() -> None:
     """Forget every cached runner, recorded step, compiled forward pass and kept input
-    check (:mod:`anynet._checked`)."""
+    check (:mod:`anynet._checked`), and let go of the spare parameter arrays NumPy fits
+    keep for their first updates."""
     for cache in list(_ALL):
         cache.clear()
     clear_checked()
+    SPARES.clear()

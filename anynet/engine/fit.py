@@ -265,6 +265,7 @@ def train(
                          interrupted)  # fmt: skip
 
     def loop(params: Params, opt_state: Params, state: Params) -> Iterator[Completed]:
+        initial = params
         done = 0
         previous: _Chunk | None = None
         # where nothing compiles the chunk, each completed epoch can be kept
@@ -305,7 +306,10 @@ def train(
             previous = chunk
             done += count
             if result.stop:
-                return
+                break
+        # the parameters the run started from: the caller's, or garbage once the driver
+        # has taken the new ones (a later fit's first updates may reuse those nobody holds)
+        backend.offer_spares(list(initial.values()))
 
     return loop(params, opt_state, state)
 
