@@ -71,6 +71,7 @@ SETTINGS = {
         "p_samples": None,
         "p_calls": 5,
         "p_repeats": 7,
+        "p_direct_calls": 60,
     },
     "quick": {
         "full_rows": False,  # skip the slow anchor rows (eager JAX, strict tutorial, ...)
@@ -91,6 +92,7 @@ SETTINGS = {
         "p_samples": 640,
         "p_calls": 2,
         "p_repeats": 2,
+        "p_direct_calls": 5,
     },
 }
 
@@ -927,8 +929,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         backend = key.split("/")[0]
         limit = 0.25 if backend == "jax" else 0.2
-        add(f"P: per-call host work of fit(epochs=1) on {key} ≤ {limit} ms", entry["host_ms"],
-            limit, True, "{:.3f} ms")  # fmt: skip
+        host = entry["host_ms"] if entry["host_ms"] >= 0 else None  # noise beyond the figure
+        negative = f"the subtraction came out negative: {entry['host_ms']:.3f} ms"
+        add(f"P: per-call host work of fit(epochs=1) on {key} ≤ {limit} ms", host, limit, True,
+            "{:.3f} ms", negative)  # fmt: skip
+        if "direct_host_ms" in entry:
+            add(f"P: per-call host work of fit(epochs=1) on {key}, measured directly, ≤ {limit} "
+                "ms", entry["direct_host_ms"], limit, True, "{:.3f} ms")  # fmt: skip
         if "predict_ratio" in entry:
             add(f"P: predict of {percall.ROWS} rows on {key} ≤ 1.2x a hand-written forward",
                 entry["predict_ratio"], 1.2, True, "{:.2f}x")  # fmt: skip
@@ -1131,11 +1138,22 @@ def main(argv: list[str] | None = None) -> int:
         log(f"P: {len(rows)} rows, {cfg['p_calls']} calls per timing, {reps} repetitions")
         snap = harness.cpu_snapshot()
         harness.measure(rows, cfg["p_calls"], reps, log)
-        lines, figures = percall.summary(rows, pairs)
+        log("P: host work per fit(epochs=1), measured directly")
+        direct = {}
+        for backend, device in pairs:
+            try:
+                direct[f"{backend}/{device}"] = percall.direct_host_work(
+                    backend, device, X, y, cfg["p_direct_calls"]
+                )
+            except Exception as error:  # a backend that failed has no row above either
+                log(f"P: direct host work on {backend}/{device} failed: {error!r}")
+        lines, figures = percall.summary(rows, pairs, direct)
         tables += [
             f"P   per call: {'-'.join(map(str, percall.SIZES))} ReLU/softmax MLP, {source} "
             f"{X.shape[0]}x{X.shape[1]} float32, batch {percall.BATCH}, momentum SGD, data "
-            f"on the device; host/call = fit(epochs=1) - (fit(epochs=5) - fit(epochs=1))/4; "
+            f"on the device; host/call = fit(epochs=1) - (fit(epochs=5) - fit(epochs=1))/4, "
+            f"direct = fit(epochs=1) minus the time inside the engine's runner and read-back "
+            f"(median of {cfg['p_direct_calls']} calls); "
             f"predict/score of {percall.ROWS} rows vs a hand-written forward pass; medians of "
             f"{reps}; other processes: {_others(snap)} of the CPU",
             *lines,
