@@ -478,7 +478,13 @@ class Network:
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
     def _outputs(self, x: Array, batch_size: int | None = None, devices: Any = None) -> Array:
-        out = self.model.head.output(self._logits(x, batch_size, devices), xp=self.backend.xp)
+        out = None
+        if devices is None and not isinstance(x, SparseRows):  # JAX: logits and output in one
+            size = inference_batch_size(self.model, batch_size)
+            out = compiled_logits(self.backend, self.model, self._params, self._state, x, size,
+                                  outputs=True)  # fmt: skip
+        if out is None:
+            out = self.model.head.output(self._logits(x, batch_size, devices), xp=self.backend.xp)
         return self._finite(out, "output")
 
     def forward(self, X: Any, *, batch_size: int | None = None, devices: Any = None) -> Array:

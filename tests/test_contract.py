@@ -729,7 +729,7 @@ def test_inference_of_any_number_of_rows_is_the_op_by_op_forward(backend, dtype)
     np.testing.assert_allclose(an.to_numpy(net.forward(X, batch_size=64)),
                                _eager_outputs(net, X), **tol)  # fmt: skip
     if backend.compiles:  # 1..300 rows in 7 sizes: heights 8, 16, 64, 512 (and 64 for batches)
-        run = parallel._INFERENCE.get((backend, net.model, "one device"), lambda: None)
+        run = parallel._INFERENCE.get((backend, net.model, "one device", True), lambda: None)
         assert run._cache_size() <= 5
 
 

@@ -36,17 +36,25 @@ _OP_BY_OP = object()  # a model whose forward pass could not be traced
 
 
 def compiled_logits(
-    backend: Backend, model: Model, params: Params, state: Params, x: Array, size: int
-) -> Array | None:
-    """Evaluation-mode logits of ``x (n, f)``, ``size`` rows at a time, each batch one
-    compiled call on the backend's device; None where the backend does not compile or
-    the model's forward pass cannot be traced (the caller then runs it op by op)."""
+    backend: Backend, model: Model, params: Params, state: Params, x: Array, size: int,
+    outputs: bool = False,
+) -> Array | None:  # fmt: skip
+    """Evaluation-mode logits of ``x (n, f)`` (with ``outputs``, the output activations
+    ``model.head.output`` of them), ``size`` rows at a time, each batch one compiled call
+    on the backend's device; None where the backend does not compile or the model's
+    forward pass cannot be traced (the caller then runs it op by op)."""
     if not backend.compiles:
         return None
-    key = (backend, model, "one device")
+    key = (backend, model, "one device", outputs)
 
     def make() -> Any:
-        return backend.jit(lambda p, s, xb: model.logits(p, s, xb, xp=backend.xp))
+        xp = backend.xp
+
+        def forward(p: Params, s: Params, xb: Array) -> Array:
+            z = model.logits(p, s, xb, xp=xp)
+            return model.head.output(z, xp=xp) if outputs else z
+
+        return backend.jit(forward)
 
     run = _INFERENCE.get(key, make)
     if run is _OP_BY_OP:
